@@ -1,0 +1,208 @@
+"""Whisper (faster-whisper) speech-to-text: pipecat's WhisperSTTService with beam and threads.
+
+pipecat's service transcribes each VAD segment once, with faster-whisper's default beam of 5
+and its default thread count. This subclass exposes ``beam_size`` (1 = greedy, measurably
+faster on a small CPU) and ``cpu_threads``, loads the model once, and warms it up at
+construction so the first user turn does not pay for the first inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from faster_whisper import WhisperModel
+from loguru import logger
+from pipecat.frames.frames import ErrorFrame, Frame, TranscriptionFrame
+from pipecat.services.whisper.stt import WhisperSTTService
+from pipecat.transcriptions.language import Language
+from pipecat.utils.time import time_now_iso8601
+
+from pipecatapp.errors import ConfigError, EngineUnavailable
+
+# Speech end -> final transcript, p99, for Whisper base int8 on a busy 2-core CPU
+# (see docs/engines.md). The turn stop strategy uses it as its safety net.
+DEFAULT_TTFS_P99_SECS = 2.5
+
+
+def check_whisper_settings(
+    *, model: str, beam_size: int, cpu_threads: int, compute_type: str
+) -> None:
+    """Reject settings faster-whisper would fail on later, naming the setting."""
+    if not model:
+        raise ConfigError("stt.model", "empty: give a CTranslate2 model directory or a name")
+    looks_like_path = model.startswith(("/", ".", "~")) or ("/" in model and Path(model).exists())
+    if looks_like_path and not (Path(model).expanduser() / "model.bin").is_file():
+        raise EngineUnavailable(
+            f"stt.model: {model} is not a CTranslate2 Whisper model directory (no model.bin in it)"
+        )
+    if beam_size < 1:
+        raise ConfigError("stt.beam_size", f"must be 1 (greedy) or more, got {beam_size}")
+    if cpu_threads < 0:
+        raise ConfigError(
+            "stt.cpu_threads", f"must be 0 (library default) or more, got {cpu_threads}"
+        )
+    if not compute_type:
+        raise ConfigError("stt.compute_type", "empty: use int8 on a CPU")
+
+
+def load_whisper_model(model: str, *, cpu_threads: int, compute_type: str) -> WhisperModel:
+    """Load a faster-whisper model on the CPU, turning load failures into EngineUnavailable."""
+    path = Path(model).expanduser()
+    source = str(path) if path.is_dir() else model
+    try:
+        return WhisperModel(
+            source, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads
+        )
+    except Exception as e:  # faster-whisper raises several types (OSError, RuntimeError, ...)
+        raise EngineUnavailable(
+            f"stt.model: cannot load Whisper model {model!r}: {e}. Give a local CTranslate2 "
+            "directory, or a model name on a machine that can reach the Hugging Face hub."
+        ) from e
+
+
+def warm_up_model(model: WhisperModel, *, language: str | None) -> float:
+    """Run the encoder and a few decoder steps once, so the first real turn runs at full speed.
+
+    The input is a second of low noise; decoding is greedy, without temperature fallback and
+    capped at a few tokens (silence makes a beam search wander through every fallback
+    temperature: 5.9 s instead of 0.3 s here). Returns the seconds it took.
+    """
+    noise = np.random.default_rng(0).normal(0.0, 0.001, 16000).astype(np.float32)
+    started = time.perf_counter()
+    segments, _ = model.transcribe(
+        noise,
+        beam_size=1,
+        temperature=0.0,
+        language=language,
+        max_new_tokens=4,
+        condition_on_previous_text=False,
+    )
+    list(segments)
+    return time.perf_counter() - started
+
+
+class WhisperSTT(WhisperSTTService):
+    """faster-whisper on the CPU, one transcription per VAD segment, beam and threads set."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        beam_size: int,
+        cpu_threads: int,
+        language: str,
+        compute_type: str = "int8",
+        warm_up: bool = True,
+        ttfs_p99_latency: float = DEFAULT_TTFS_P99_SECS,
+        **kwargs: Any,
+    ) -> None:
+        """Load the model (once) and, unless ``warm_up`` is False, warm it up.
+
+        Args:
+            model: a local CTranslate2 Whisper directory, or a model name (downloads).
+            beam_size: 1 for greedy decoding, 5 for pipecat's default beam search.
+            cpu_threads: CTranslate2 intra-op threads (0 = library default).
+            language: the spoken language ("en"), passed to Whisper to skip detection.
+            compute_type: CTranslate2 compute type; int8 on a CPU.
+            warm_up: transcribe a second of silence now, so the first turn is not slow.
+            ttfs_p99_latency: speech end -> transcript p99 the turn strategy may wait for.
+            **kwargs: passed to pipecat's SegmentedSTTService.
+        """
+        check_whisper_settings(
+            model=model, beam_size=beam_size, cpu_threads=cpu_threads, compute_type=compute_type
+        )
+        self._beam_size = beam_size
+        self._cpu_threads = cpu_threads
+        self.load_secs = 0.0
+        self.warm_up_secs = 0.0
+        super().__init__(
+            device="cpu",
+            compute_type=compute_type,
+            settings=WhisperSTTService.Settings(model=model, language=Language(language)),
+            ttfs_p99_latency=ttfs_p99_latency,
+            **kwargs,
+        )
+        if warm_up:
+            self.warm_up()
+
+    @property
+    def beam_size(self) -> int:
+        """Beam width of every transcription (1 = greedy)."""
+        return self._beam_size
+
+    @property
+    def cpu_threads(self) -> int:
+        """CTranslate2 threads the model was loaded with."""
+        return self._cpu_threads
+
+    def _load(self) -> None:
+        """Load the model with our thread count (pipecat's loader has no cpu_threads)."""
+        started = time.perf_counter()
+        self._model = load_whisper_model(
+            str(self._settings.model),
+            cpu_threads=self._cpu_threads,
+            compute_type=self._compute_type,
+        )
+        self.load_secs = time.perf_counter() - started
+        logger.debug(f"{self}: Whisper model loaded in {self.load_secs:.2f}s")
+        unsupported = self._unsupported_language()
+        if unsupported:
+            raise ConfigError("stt.language", unsupported)
+
+    def _language_code(self) -> str | None:
+        language = self._settings.language
+        return str(language) if language else None
+
+    def warm_up(self) -> float:
+        """Run one inference on silence (blocking); returns and records its duration."""
+        assert self._model is not None
+        self.warm_up_secs = warm_up_model(self._model, language=self._language_code())
+        logger.debug(f"{self}: warm-up took {self.warm_up_secs:.2f}s")
+        return self.warm_up_secs
+
+    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
+        """Transcribe one VAD segment (16-bit mono PCM) with the configured beam."""
+        if not self._model:
+            yield ErrorFrame("Whisper model not available")
+            return
+
+        await self.start_processing_metrics()
+        samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
+        model = self._model
+        language = self._language_code()
+        beam_size = self._beam_size
+        hotwords = self._settings.hotwords or None
+        initial_prompt = self._settings.initial_prompt or None
+        no_speech_threshold = self._settings.no_speech_prob
+
+        def transcribe() -> str:
+            # transcribe() is lazy: consume the segments here, in the worker thread.
+            segments, _ = model.transcribe(
+                samples,
+                beam_size=beam_size,
+                language=language,
+                hotwords=hotwords,
+                initial_prompt=initial_prompt,
+            )
+            kept = [
+                s.text
+                for s in segments
+                if not isinstance(no_speech_threshold, float)
+                or s.no_speech_prob < no_speech_threshold
+            ]
+            return " ".join(t.strip() for t in kept).strip()
+
+        text = await asyncio.to_thread(transcribe)
+        await self.stop_processing_metrics()
+
+        if text:
+            await self._handle_transcription(text, True, self._settings.language)
+            logger.debug(f"{self}: transcription [{text}]")
+            yield TranscriptionFrame(
+                text, self._user_id, time_now_iso8601(), self._settings.language
+            )

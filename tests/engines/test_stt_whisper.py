@@ -1,0 +1,51 @@
+"""WhisperSTT: real Whisper base, real espeak-ng speech, pipecat's Silero VAD in front."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipecatapp.embedded import models
+from pipecatapp.errors import ConfigError, EngineUnavailable
+from pipecatapp.services.stt_whisper import WhisperSTT
+
+from .audio_pipeline import read_pcm16, stream_through, words
+
+QUESTION = "What is the weather like in London today?"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beam_size", [1, 5])
+async def test_whisper_transcribes_an_utterance(espeak_wav, tmp_path, beam_size):
+    wav = espeak_wav(QUESTION, tmp_path / "question.wav")
+    stt = WhisperSTT(
+        model=str(models.whisper_base_dir()), beam_size=beam_size, cpu_threads=2, language="en"
+    )
+    assert stt.beam_size == beam_size and stt.cpu_threads == 2
+
+    pcm, rate = read_pcm16(wav)
+    received = await stream_through(stt, pcm, rate)
+
+    assert len(received.finals) == 1, received.finals
+    assert words(received.finals[0]) == words(QUESTION)
+    (latency,) = received.final_latencies()
+    print(
+        f"whisper base beam={beam_size}: load {stt.load_secs:.2f}s, warm-up "
+        f"{stt.warm_up_secs:.2f}s, VAD stop -> transcript {latency:.2f}s"
+    )
+    assert latency < 10, "a 3 s utterance took more than 10 s to transcribe"
+
+
+def test_whisper_refuses_a_missing_model_directory(tmp_path):
+    with pytest.raises(EngineUnavailable, match=r"stt\.model.*no model\.bin"):
+        WhisperSTT(model=str(tmp_path / "nowhere"), beam_size=1, cpu_threads=1, language="en")
+
+
+@pytest.mark.parametrize(
+    ("setting", "kwargs"),
+    [("stt.beam_size", {"beam_size": 0}), ("stt.cpu_threads", {"cpu_threads": -1})],
+)
+def test_whisper_names_the_bad_setting(setting, kwargs):
+    args = {"model": "base", "beam_size": 1, "cpu_threads": 1, "language": "en"} | kwargs
+    with pytest.raises(ConfigError) as error:
+        WhisperSTT(**args)
+    assert error.value.setting == setting
