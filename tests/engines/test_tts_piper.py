@@ -1,0 +1,117 @@
+"""PiperTTS: the real joe-medium voice, heard back by the project's Whisper."""
+
+from __future__ import annotations
+
+import wave
+
+import pytest
+from pipecat.frames.frames import TTSAudioRawFrame, TTSSpeakFrame
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.tests.utils import run_test
+
+from pipecatapp.embedded import models
+from pipecatapp.errors import ConfigError, EngineUnavailable
+from pipecatapp.services.tts_common import (
+    LEAD_IN_KEEP_SECS,
+    lead_in_samples,
+    render_speech,
+    trim_lead_in,
+)
+from pipecatapp.services.tts_piper import PiperTTS
+
+from .audio_pipeline import words
+
+REPLY = "Paris is the capital of France. It is a lovely city on the river Seine."
+
+
+def write_wav(path, pcm: bytes, rate: int):
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return path
+
+
+@pytest.fixture(scope="module")
+def piper():
+    return PiperTTS(voice_path=str(models.piper_voice()))
+
+
+@pytest.mark.slow
+async def test_piper_speech_is_heard_back_by_whisper(piper, transcribe, tmp_path):
+    down, _ = await run_test(
+        piper,
+        frames_to_send=[TTSSpeakFrame(REPLY)],
+        pipeline_params=PipelineParams(audio_out_sample_rate=16000),
+    )
+    audio = [f for f in down if isinstance(f, TTSAudioRawFrame)]
+    assert audio, "Piper produced no audio frames"
+    assert {f.sample_rate for f in audio} == {16000}, "audio not resampled to the output rate"
+    assert len(audio) >= 2, "expected one chunk per sentence (streaming), got one"
+
+    wav = write_wav(tmp_path / "reply.wav", b"".join(f.audio for f in audio), 16000)
+    heard = words(transcribe(wav))
+    expected = words(REPLY)
+    missing = [w for w in expected if w not in heard]
+    print(f"piper -> whisper heard: {' '.join(heard)}")
+    assert "paris" in heard and "capital" in heard
+    assert len(missing) <= 2, f"whisper did not hear {missing} in {heard}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "sentence",
+    ["Hello there.", "What can I do for you today?", "Well, let me think about that."],
+)
+def test_piper_lead_in_is_trimmed(piper, sentence):
+    rate = piper.native_sample_rate
+    # Piper's synthesis is random (noise_scale): check the trim on one fixed rendering...
+    raw = next(iter(piper.voice.synthesize(sentence))).audio_int16_bytes
+    raw_lead_in = lead_in_samples(raw, rate) / rate
+    trimmed, removed = trim_lead_in(raw, rate)
+    assert removed == pytest.approx(max(0.0, raw_lead_in - LEAD_IN_KEEP_SECS), abs=1 / rate)
+    assert trimmed == raw[len(raw) - len(trimmed) :], "more than the lead-in was removed"
+    assert lead_in_samples(trimmed, rate) / rate <= LEAD_IN_KEEP_SECS + 0.011
+
+    # ...and that what the adapter hands out starts with sound.
+    pcm, pcm_rate = render_speech(piper, sentence)
+    lead_in = lead_in_samples(pcm, rate) / rate
+    print(
+        f"{sentence!r}: Piper lead-in {raw_lead_in * 1000:.0f} ms, adapter {lead_in * 1000:.0f} ms"
+    )
+    assert pcm_rate == rate
+    assert lead_in <= LEAD_IN_KEEP_SECS + 0.011
+
+
+def test_trim_lead_in_keeps_silence_it_cannot_place():
+    silence = bytes(2 * 22050)
+    assert trim_lead_in(silence, 22050) == (silence, 0.0)
+
+
+def test_piper_refuses_a_missing_voice(tmp_path):
+    with pytest.raises(EngineUnavailable, match=r"tts\.voice_path.*missing"):
+        PiperTTS(voice_path=str(tmp_path / "nobody.onnx"))
+
+
+def test_piper_refuses_a_voice_without_its_config(tmp_path):
+    (tmp_path / "half.onnx").write_bytes(b"\0")
+    with pytest.raises(EngineUnavailable, match=r"half\.onnx\.json is missing"):
+        PiperTTS(voice_path=str(tmp_path / "half.onnx"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "kwargs"),
+    [("tts.length_scale", {"length_scale": 0}), ("tts.speaker", {"speaker": 3})],
+)
+def test_piper_names_the_bad_setting(setting, kwargs):
+    with pytest.raises(ConfigError) as error:
+        PiperTTS(voice_path=str(models.piper_voice()), **kwargs)
+    assert error.value.setting == setting
+
+
+def test_render_speech_refuses_what_it_cannot_render(piper):
+    with pytest.raises(TypeError):
+        render_speech(object(), "hello")
+    with pytest.raises(ValueError, match="empty"):
+        render_speech(piper, "   ")
