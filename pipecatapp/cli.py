@@ -1,0 +1,179 @@
+"""``python -m pipecatapp``: parse flags, load the configuration, run the chosen transport.
+
+Errors the user can fix (bad setting, missing engine, malformed WAV) print one line and exit
+with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from loguru import logger
+
+from pipecatapp.config import AppConfig, load_config
+from pipecatapp.errors import ConfigError, EngineUnavailable, redact
+from pipecatapp.transports.wavio import WavError
+
+EXIT_USAGE = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipecatapp",
+        description="A private voice assistant: microphone -> STT -> LLM -> TTS -> speaker.",
+    )
+    p.add_argument("--config", help="YAML file of settings (see docs/app.md)")
+    p.add_argument("-t", "--transport", choices=["webrtc", "local", "file"])
+    p.add_argument("--profile", choices=["tuned", "stock"], help="latency defaults")
+    p.add_argument("--input", help="file transport: WAV of user speech")
+    p.add_argument("--output", help="file transport: WAV of the bot's speech")
+    p.add_argument("--timeline", help="JSONL timeline of the session")
+    p.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://host:8080/v1")
+    p.add_argument("--llm-service", help="Nomad service name of the LLM (default primacpp-api)")
+    p.add_argument("--max-tokens", type=str, help="reply length bound (default 150)")
+    p.add_argument("--stt", choices=["whisper", "realtimestt"], help="speech-to-text engine")
+    p.add_argument("--tts", choices=["piper", "melotts"], help="text-to-speech engine")
+    p.add_argument("--half-duplex", action="store_true", default=None,
+                   help="mute the microphone while the bot speaks (open speakers, no AEC)")
+    p.add_argument("--no-interruptions", action="store_true", default=None,
+                   help="do not let user speech interrupt the bot")
+    p.add_argument("--host", help="webrtc: address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", help="webrtc: port (default 7860)")
+    p.add_argument("--log-level", help="TRACE, DEBUG, INFO, WARNING or ERROR")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="any setting by its dotted name, e.g. --set stt.beam_size=1")
+    return p
+
+
+FLAG_SETTINGS = {
+    "transport": "transport",
+    "profile": "profile",
+    "input": "file.input",
+    "output": "file.output",
+    "timeline": "timeline",
+    "llm_url": "llm.url",
+    "llm_service": "llm.service",
+    "max_tokens": "llm.max_tokens",
+    "stt": "stt.engine",
+    "tts": "tts.engine",
+    "host": "webrtc.host",
+    "port": "webrtc.port",
+    "log_level": "log_level",
+}
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("--set", f"expected NAME=VALUE, got {item!r}")
+        out[name.strip()] = value
+    for flag, name in FLAG_SETTINGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            out[name] = value
+    if args.half_duplex:
+        out["turn.half_duplex"] = True
+    if args.no_interruptions:
+        out["turn.interruptions"] = False
+    if (out.get("transport") == "file" or args.input) and args.timeline:
+        out["file.timeline"] = args.timeline
+    return out
+
+
+def setup_logging(cfg: AppConfig) -> None:
+    secrets = [s for s in (cfg.llm.api_key, cfg.llm.nomad_token) if s]
+
+    def scrub(record: Any) -> None:
+        record["message"] = redact(record["message"], *secrets)
+
+    logger.remove()
+    logger.configure(patcher=scrub)
+    logger.add(sys.stderr, level=cfg.log_level.upper())
+
+
+def run(cfg: AppConfig) -> int:
+    from pipecatapp import app
+
+    logger.info(f"configuration: {cfg.redacted()}")
+    if cfg.transport == "file":
+        from pipecatapp.transports.file import FileTransport
+        from pipecatapp.transports.wavio import read_wav
+
+        speech = read_wav(cfg.file.input)  # a malformed WAV fails before anything loads
+
+        def make(clock: Any, timeline: Any) -> Any:
+            timeline.audio_from_frames = False
+            return FileTransport(
+                speech=speech,
+                output_path=cfg.file.output,
+                clock=clock,
+                timeline=timeline,
+                tail_secs=cfg.file.tail_secs,
+                is_idle=timeline.idle,
+            )
+
+        with contextlib.ExitStack() as stack:
+            base_url = app.resolve_llm(cfg, stack)
+            if cfg.turn.warmup:
+                app.warm_llm(cfg, base_url)
+            timeline = asyncio.run(app.run_session(cfg, base_url=base_url, make_transport=make))
+        for turn in timeline.turn_summaries():
+            logger.info(
+                f"turn {turn['turn']}: {turn['text']!r} voice-to-voice "
+                f"{turn['voice_to_voice']} s, audio={turn['audio']}"
+            )
+        return 0
+
+    if cfg.transport == "local":
+        from pipecatapp.transports.local import check_sound_card, local_transport
+
+        check_sound_card()
+        with contextlib.ExitStack() as stack:
+            base_url = app.resolve_llm(cfg, stack)
+            if cfg.turn.warmup:
+                app.warm_llm(cfg, base_url)
+            asyncio.run(
+                app.run_session(
+                    cfg, base_url=base_url, make_transport=lambda _c, _t: local_transport()
+                )
+            )
+        return 0
+
+    from pipecatapp.transports import webrtc
+
+    with contextlib.ExitStack() as stack:
+        base_url = app.resolve_llm(cfg, stack)
+        if cfg.turn.warmup:
+            app.warm_llm(cfg, base_url)
+
+        async def session(connection: Any) -> None:
+            await app.run_session(
+                cfg,
+                base_url=base_url,
+                make_transport=lambda _c, _t: webrtc.make_transport(connection),
+                rtvi=True,
+                handle_sigint=False,
+            )
+
+        asyncio.run(webrtc.serve(cfg.webrtc.host, cfg.webrtc.port, session))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        cfg = load_config(config_file=args.config, overrides=overrides_from(args))
+        setup_logging(cfg)
+        return run(cfg)
+    except (ConfigError, EngineUnavailable, WavError) as e:
+        print(f"pipecatapp: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,70 @@
+"""LLM failure -> a short spoken apology, synthesized once at start-up.
+
+The LLM service pushes an :class:`LLMFailedFrame` downstream when a turn fails; the
+:class:`ApologyPlayer`, placed right after the TTS, answers it with the pre-rendered apology
+as ordinary TTS audio, so the output transport plays it (and interruption stops it) like any
+other bot speech. The app keeps listening; the next turn goes to the LLM again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipecat.frames.frames import (
+    DataFrame,
+    Frame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+
+@dataclass
+class LLMFailedFrame(DataFrame):
+    """The LLM could not answer this turn (reason is already redacted)."""
+
+    reason: str = ""
+
+
+class ApologyPlayer(FrameProcessor):
+    """Turns LLMFailedFrame into the pre-synthesized apology audio (PCM16 mono)."""
+
+    def __init__(
+        self,
+        audio: bytes,
+        sample_rate: int,
+        *,
+        on_apology: Callable[[str], None] | None = None,
+        chunk_ms: int = 40,
+    ) -> None:
+        super().__init__()
+        self._audio = audio
+        self._sample_rate = sample_rate
+        self._on_apology = on_apology
+        self._chunk = max(2, int(sample_rate * chunk_ms / 1000) * 2)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMFailedFrame):
+            if self._on_apology:
+                self._on_apology(frame.reason)
+            await self._speak()
+            return
+        await self.push_frame(frame, direction)
+
+    async def _speak(self) -> None:
+        context_id = f"apology-{uuid.uuid4().hex[:8]}"
+        await self.push_frame(TTSStartedFrame(context_id=context_id))
+        for i in range(0, len(self._audio), self._chunk):
+            await self.push_frame(
+                TTSAudioRawFrame(
+                    audio=self._audio[i : i + self._chunk],
+                    sample_rate=self._sample_rate,
+                    num_channels=1,
+                    context_id=context_id,
+                )
+            )
+        await self.push_frame(TTSStoppedFrame(context_id=context_id))

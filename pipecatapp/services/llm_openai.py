@@ -1,0 +1,105 @@
+"""OpenAI-compatible LLM (llama-server, prima.cpp) that fails soft.
+
+A failed turn (server unreachable, HTTP error, no first token within
+``first_token_timeout``) does not push a permanent ErrorFrame, so pipecat never marks the
+service unusable (it does on an HTTP 400): it logs the error (redacted), pushes an
+:class:`~pipecatapp.resilience.LLMFailedFrame` downstream so the apology is spoken, and the
+next turn tries the server again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from loguru import logger
+from openai import AsyncOpenAI
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.services.openai.llm import OpenAILLMService
+
+from pipecatapp.errors import redact
+from pipecatapp.resilience import LLMFailedFrame
+
+
+class FirstTokenTimeout(TimeoutError):
+    """The LLM produced no first token in time."""
+
+
+class LocalOpenAILLMService(OpenAILLMService):
+    """OpenAILLMService for local OpenAI-compatible servers, with a first-token deadline."""
+
+    # GGUF chat templates know system/user/assistant only.
+    supports_developer_role = False
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str = "default",
+        max_tokens: int = 150,
+        temperature: float = 0.2,
+        system_prompt: str = "",
+        first_token_timeout: float = 4.0,
+    ) -> None:
+        self._secret = api_key
+        self._first_token_timeout = first_token_timeout
+        self._deadline: asyncio.Timeout | None = None
+        super().__init__(
+            base_url=base_url,
+            # The OpenAI client needs a non-empty key; llama-server without --api-key ignores it.
+            api_key=api_key or "not-needed",
+            settings=OpenAILLMService.Settings(
+                model=model,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                system_instruction=system_prompt or None,
+            ),
+        )
+
+    def create_client(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        default_headers: dict[str, str] | None = None,
+        **kwargs: object,
+    ) -> AsyncOpenAI:
+        # No client-side retries: a dead server must turn into an apology quickly.
+        return AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            default_headers=default_headers,
+            max_retries=0,
+            timeout=httpx.Timeout(60.0, connect=2.0),
+        )
+
+    async def _push_llm_text(self, text: str) -> None:
+        if self._deadline is not None:
+            self._deadline.reschedule(None)  # the first token came: no deadline for the rest
+            self._deadline = None
+        await super()._push_llm_text(text)
+
+    async def _process_context(self, context: LLMContext) -> None:
+        try:
+            async with asyncio.timeout(self._first_token_timeout) as deadline:
+                self._deadline = deadline
+                await super()._process_context(context)
+            if self._deadline is not None:
+                # The stream ended without a single token of text.
+                logger.warning(f"{self}: the LLM returned an empty answer")
+        except TimeoutError:
+            await self._failed(f"no first token within {self._first_token_timeout:g} s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            await self._failed(f"{type(e).__name__}: {e}")
+        finally:
+            self._deadline = None
+
+    async def _failed(self, reason: str) -> None:
+        reason = redact(reason, self._secret)
+        logger.error(f"{self}: LLM request failed ({reason}); speaking the apology")
+        await self.stop_ttfb_metrics()
+        await self.push_frame(LLMFailedFrame(reason=reason))
