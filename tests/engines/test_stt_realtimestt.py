@@ -1,0 +1,100 @@
+"""RealtimeSTTService: real RealtimeSTT recorder, real Whisper base, real espeak-ng speech."""
+
+from __future__ import annotations
+
+import pytest
+from pipecat.frames.frames import InterimTranscriptionFrame, TranscriptionFrame
+
+from pipecatapp.embedded import models
+from pipecatapp.errors import ConfigError, EngineUnavailable
+from pipecatapp.services.stt_realtimestt import RealtimeSTTService
+
+from .audio_pipeline import read_pcm16, stream_through, words
+
+QUESTION = "What is the weather like in London today?"
+SECOND = "Please tell me a short story about a dragon."
+
+
+def make_service(**overrides) -> RealtimeSTTService:
+    args = {
+        "model": str(models.whisper_base_dir()),
+        "beam_size": 1,
+        "cpu_threads": 2,
+        "language": "en",
+        "silero_onnx_path": str(models.silero_vad_onnx()),
+    } | overrides
+    return RealtimeSTTService(**args)
+
+
+@pytest.mark.slow
+async def test_realtimestt_gives_interims_then_the_final(espeak_wav, tmp_path):
+    pcm, rate = read_pcm16(espeak_wav(QUESTION, tmp_path / "question.wav"))
+    stt = make_service()
+
+    received = await stream_through(stt, pcm, rate)
+
+    assert received.finals, "no final transcript"
+    assert len(received.finals) == 1, received.finals
+    assert words(received.finals[0]) == words(QUESTION)
+    interims = received.of(InterimTranscriptionFrame)
+    ((final_at, final),) = received.of(TranscriptionFrame)
+    assert final.finalized, "the final must be marked finalized so the turn can end at once"
+    assert interims, "no interim transcript while the user spoke"
+    assert all(at < final_at for at, _ in interims), "an interim arrived after the final"
+    assert set(words(interims[0][1].text)) <= set(words(QUESTION)) | {"what's"}
+    (latency,) = received.final_latencies()
+    final_pass = stt.final_lane.passes[-1]
+    print(
+        f"realtimestt: ready in {stt.load_secs:.2f}s; interims {received.interims}; "
+        f"VAD stop -> final {latency:.2f}s; final pass {final_pass.took_secs:.2f}s "
+        f"for {final_pass.audio_secs:.1f}s of audio"
+    )
+    assert latency < 10
+
+
+@pytest.mark.slow
+async def test_realtimestt_keeps_utterances_apart(espeak_wav, tmp_path):
+    first, rate = read_pcm16(espeak_wav(QUESTION, tmp_path / "first.wav"))
+    second, _ = read_pcm16(espeak_wav(SECOND, tmp_path / "second.wav"))
+    stt = make_service()
+
+    received = await stream_through(stt, first + bytes(int(rate * 1.5) * 2) + second, rate)
+
+    assert [words(t) for t in received.finals] == [words(QUESTION), words(SECOND)]
+    # Each utterance's interims belong to it: none of the first's words leak into the second.
+    first_final_at = received.of(TranscriptionFrame)[0][0]
+    later = [f.text for at, f in received.of(InterimTranscriptionFrame) if at > first_final_at]
+    assert later, "no interim for the second utterance"
+    assert all("london" not in words(text) for text in later), later
+
+
+@pytest.mark.slow
+async def test_realtimestt_shuts_its_recorder_down(espeak_wav, tmp_path):
+    pcm, rate = read_pcm16(espeak_wav("Good morning.", tmp_path / "hello.wav"))
+    stt = make_service()
+    recorder = stt.recorder
+
+    await stream_through(stt, pcm, rate, tail_silence=1.0)
+
+    assert recorder.is_shut_down
+    assert not recorder.recording_thread.is_alive()
+    assert not recorder.realtime_thread.is_alive()
+
+
+def test_realtimestt_refuses_a_missing_silero_model(tmp_path):
+    with pytest.raises(EngineUnavailable, match=r"stt\.silero_onnx_path"):
+        make_service(silero_onnx_path=str(tmp_path / "silero.onnx"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "overrides"),
+    [
+        ("stt.beam_size", {"beam_size": 0}),
+        ("stt.realtime_pause_secs", {"realtime_pause_secs": 0}),
+        ("stt.preroll_secs", {"preroll_secs": 0.0}),
+    ],
+)
+def test_realtimestt_names_the_bad_setting(setting, overrides):
+    with pytest.raises(ConfigError) as error:
+        make_service(**overrides)
+    assert error.value.setting == setting
