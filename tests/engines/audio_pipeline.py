@@ -22,15 +22,29 @@ from pipecat.frames.frames import (
     InputAudioRawFrame,
     InterimTranscriptionFrame,
     TranscriptionFrame,
+    UserStoppedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMUserAggregator,
+    LLMUserAggregatorParams,
+)
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
 CHUNK_SECS = 0.02
+_UPSTREAM_KEPT = (
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
 
 
 @dataclass
@@ -61,17 +75,43 @@ class Received:
                 out.append(after[0] - stop)
         return out
 
+    def turn_end_latencies(self) -> list[float]:
+        """Seconds from each VAD stop to the next end of the user's turn."""
+        stops = [t for t, _ in self.of(VADUserStoppedSpeakingFrame)]
+        ends = [t for t, _ in self.of(UserStoppedSpeakingFrame)]
+        out = []
+        for stop in stops:
+            after = [t for t in ends if t >= stop]
+            if after:
+                out.append(after[0] - stop)
+        return out
+
 
 class _Recorder(FrameProcessor):
+    """Records frames going downstream, and VAD/turn frames coming back upstream."""
+
     def __init__(self, received: Received) -> None:
         super().__init__()
         self._received = received
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
-        if direction == FrameDirection.DOWNSTREAM:
+        if direction == FrameDirection.DOWNSTREAM or isinstance(frame, _UPSTREAM_KEPT):
             self._received.frames.append((time.monotonic(), frame))
         await self.push_frame(frame, direction)
+
+
+def user_aggregator(vad_stop_secs: float) -> LLMUserAggregator:
+    """The app's arrangement: VAD inside the user aggregator, speech-timeout turn ends."""
+    return LLMUserAggregator(
+        LLMContext(),
+        params=LLMUserAggregatorParams(
+            vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=vad_stop_secs)),
+            user_turn_strategies=UserTurnStrategies(
+                stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.2)]
+            ),
+        ),
+    )
 
 
 def read_pcm16(path: Path) -> tuple[bytes, int]:
@@ -90,11 +130,22 @@ async def stream_through(
     tail_silence: float = 2.0,
     vad_stop_secs: float = 0.2,
     timeout: float = 60.0,
+    vad_in_aggregator: bool = False,
 ) -> Received:
-    """Feed ``pcm`` (16-bit mono) through VAD -> ``service`` in real time; return its output."""
+    """Feed ``pcm`` (16-bit mono) through VAD and ``service`` in real time; return its output.
+
+    By default a ``VADProcessor`` sits in front of the service (VAD frames flow downstream).
+    With ``vad_in_aggregator`` the pipeline is the app's: service -> user aggregator, whose
+    VAD sends its frames back upstream to the service, and whose turn strategy ends turns.
+    """
     received = Received()
-    vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=vad_stop_secs)))
-    pipeline = Pipeline([vad, service, _Recorder(received)])
+    if vad_in_aggregator:
+        processors = [service, _Recorder(received), user_aggregator(vad_stop_secs)]
+    else:
+        vad_params = VADParams(stop_secs=vad_stop_secs)
+        vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(params=vad_params))
+        processors = [vad, service, _Recorder(received)]
+    pipeline = Pipeline(processors)
     worker = PipelineWorker(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=sample_rate),

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from pipecat.frames.frames import InterimTranscriptionFrame, TranscriptionFrame
+from pipecat.frames.frames import (
+    InterimTranscriptionFrame,
+    TranscriptionFrame,
+    UserStoppedSpeakingFrame,
+)
 
 from pipecatapp.embedded import models
 from pipecatapp.errors import ConfigError, EngineUnavailable
@@ -98,3 +102,19 @@ def test_realtimestt_names_the_bad_setting(setting, overrides):
     with pytest.raises(ConfigError) as error:
         make_service(**overrides)
     assert error.value.setting == setting
+
+
+@pytest.mark.slow
+async def test_realtimestt_ends_the_user_turn_in_the_apps_arrangement(espeak_wav, tmp_path):
+    """VAD in the user aggregator (frames come back upstream); the final ends the turn."""
+    pcm, rate = read_pcm16(espeak_wav(QUESTION, tmp_path / "question.wav"))
+    stt = make_service()
+
+    received = await stream_through(stt, pcm, rate, vad_in_aggregator=True)
+
+    assert [words(t) for t in received.finals] == [words(QUESTION)]
+    assert received.interims, "no interim transcript while the user spoke"
+    ((final_at, _),) = received.of(TranscriptionFrame)
+    ((turn_end_at, _),) = received.of(UserStoppedSpeakingFrame)
+    assert 0 <= turn_end_at - final_at < 0.25, "the turn did not end when the final came"
+    print(f"realtimestt: VAD stop -> turn end {received.turn_end_latencies()[0]:.2f}s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pipecat.frames.frames import TranscriptionFrame, UserStoppedSpeakingFrame
 
 from pipecatapp.embedded import models
 from pipecatapp.errors import ConfigError, EngineUnavailable
@@ -49,3 +50,20 @@ def test_whisper_names_the_bad_setting(setting, kwargs):
     with pytest.raises(ConfigError) as error:
         WhisperSTT(**args)
     assert error.value.setting == setting
+
+
+@pytest.mark.slow
+async def test_whisper_ends_the_user_turn_in_the_apps_arrangement(espeak_wav, tmp_path):
+    """VAD in the user aggregator (frames come back upstream); the transcript ends the turn."""
+    pcm, rate = read_pcm16(espeak_wav(QUESTION, tmp_path / "question.wav"))
+    stt = WhisperSTT(
+        model=str(models.whisper_base_dir()), beam_size=1, cpu_threads=2, language="en"
+    )
+
+    received = await stream_through(stt, pcm, rate, vad_in_aggregator=True)
+
+    assert [words(t) for t in received.finals] == [words(QUESTION)]
+    ((final_at, _),) = received.of(TranscriptionFrame)
+    ((turn_end_at, _),) = received.of(UserStoppedSpeakingFrame)
+    assert 0 <= turn_end_at - final_at < 0.25, "the turn did not end when the transcript came"
+    print(f"whisper: VAD stop -> turn end {received.turn_end_latencies()[0]:.2f}s")
