@@ -58,7 +58,7 @@ variable "model_path" {
 variable "models_volume" {
   type        = string
   description = "Name of the client host volume that holds the models (read-only); placement requires it on every ring node."
-  default     = "primacpp-models"
+  default     = "models"
 }
 
 variable "api_port" {
