@@ -47,7 +47,12 @@ def nomad_llm_url(llm: LLMConfig) -> str:
     try:
         regs = registry.registrations(llm.service)
     except BaseNomadException as e:
-        status = getattr(getattr(e, "nomad_resp", None), "status_code", "?")
+        resp = getattr(e, "nomad_resp", None)
+        if isinstance(resp, requests.RequestException) or resp is None:
+            raise EngineUnavailable(
+                redact(f"{where} is unreachable: {type(resp).__name__}", llm.nomad_token)
+            ) from None
+        status = getattr(resp, "status_code", "?")
         raise EngineUnavailable(
             redact(f"{where} refused the lookup of service {llm.service!r} (HTTP {status}); "
                    "check NOMAD_TOKEN", llm.nomad_token)

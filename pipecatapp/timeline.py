@@ -286,7 +286,7 @@ class Timeline:
             self.write("llm_end", t=t, turn=turn.index if turn else None)
         elif isinstance(frame, TTSAudioRawFrame):
             turn = self._current
-            if turn is not None and turn.tts_first_audio is None:
+            if turn is not None and turn.llm_started and turn.tts_first_audio is None:
                 turn.tts_first_audio = t
                 self.write("tts_first_audio", t=t, turn=turn.index)
         elif isinstance(frame, InterruptionFrame):

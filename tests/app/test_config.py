@@ -1,0 +1,128 @@
+"""Configuration: layering, validation errors that name the setting, secret redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipecatapp.config import AppConfig, load_config, validate
+from pipecatapp.errors import ConfigError
+
+
+def test_defaults_are_the_tuned_profile():
+    cfg = load_config(environ={})
+    assert cfg.profile == "tuned"
+    assert cfg.transport == "webrtc"
+    assert cfg.stt.beam_size == 1
+    assert cfg.turn.stop_strategy == "speech_timeout"
+    assert cfg.turn.interruptions is True
+    assert cfg.turn.half_duplex is False
+    assert cfg.llm.max_tokens == 150
+    assert cfg.llm.service == "primacpp-api"
+    assert "short" in cfg.llm.system_prompt
+
+
+def test_stock_profile_reproduces_pipecat_defaults():
+    cfg = load_config(environ={"PIPECATAPP_PROFILE": "stock"})
+    assert cfg.stt.beam_size == 5
+    assert cfg.turn.stop_strategy == "smart_turn"
+    assert (cfg.vad.confidence, cfg.vad.start_secs, cfg.vad.stop_secs, cfg.vad.min_volume) == (
+        0.7, 0.2, 0.2, 0.6,
+    )
+    assert cfg.turn.warmup is False
+
+
+def test_layers_file_then_env_then_cli(tmp_path):
+    conf = tmp_path / "app.yaml"
+    conf.write_text(
+        "transport: local\n"
+        "stt:\n  beam_size: 3\n  cpu_threads: 1\n"
+        "llm:\n  max_tokens: 80\n  url: http://file:1/v1\n"
+    )
+    env = {"PIPECATAPP_STT_BEAM_SIZE": "4", "PIPECATAPP_LLM_URL": "http://env:2/v1"}
+    cfg = load_config(config_file=conf, environ=env, overrides={"llm.url": "http://cli:3/v1"})
+    assert cfg.transport == "local"  # file only
+    assert cfg.stt.cpu_threads == 1  # file only
+    assert cfg.stt.beam_size == 4  # env beats file
+    assert cfg.llm.max_tokens == 80
+    assert cfg.llm.url == "http://cli:3/v1"  # CLI beats env
+
+
+def test_profile_defaults_yield_to_explicit_settings():
+    cfg = load_config(environ={}, overrides={"profile": "stock", "stt.beam_size": "2"})
+    assert cfg.stt.beam_size == 2
+    assert cfg.turn.stop_strategy == "smart_turn"
+
+
+def test_nomad_environment_is_read():
+    cfg = load_config(
+        environ={
+            "NOMAD_ADDR": "http://127.0.0.1:4646",
+            "NOMAD_TOKEN": "tok-123456",
+            "PIPECATAPP_LLM_SERVICE": "my-llm",
+        }
+    )
+    assert cfg.llm.nomad_addr == "http://127.0.0.1:4646"
+    assert cfg.llm.nomad_token == "tok-123456"
+    assert cfg.llm.service == "my-llm"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"stt.beam_size": "11"}, "stt.beam_size: must be between 1 and 10"),
+        ({"stt.beam_size": "three"}, "stt.beam_size: must be an integer"),
+        ({"llm.max_tokens": "0"}, "llm.max_tokens: must be between 1 and 4096"),
+        ({"llm.url": "localhost:8080"}, "llm.url: must start with http:// or https://"),
+        ({"transport": "carrier-pigeon"}, "transport: must be one of webrtc, local, file"),
+        ({"stt.engine": "vosk"}, "stt.engine: must be one of whisper, realtimestt"),
+        ({"tts.engine": "say"}, "tts.engine: must be one of piper, melotts"),
+        ({"turn.half_duplex": "maybe"}, "turn.half_duplex: must be true or false"),
+        ({"vad.confidence": "1.5"}, "vad.confidence: must be between 0 and 1"),
+        ({"webrtc.port": "0"}, "webrtc.port: must be between 1 and 65535"),
+        ({"stt.nonsense": "1"}, "stt.nonsense: unknown setting"),
+        ({"transport": "file", "file.output": "o.wav"}, "file.input: the file transport needs"),
+        ({"profile": "fast"}, "profile: must be one of tuned, stock"),
+    ],
+)
+def test_bad_values_name_the_setting(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(environ={}, overrides=overrides)
+    assert str(err.value).startswith(message)
+
+
+def test_bad_environment_value_names_the_setting():
+    with pytest.raises(ConfigError, match=r"^stt\.cpu_threads: must be an integer"):
+        load_config(environ={"PIPECATAPP_STT_CPU_THREADS": "many"})
+
+
+def test_yaml_errors_name_the_key(tmp_path):
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("stt:\n  beam: 2\n")
+    with pytest.raises(ConfigError, match=r"^stt\.beam: unknown setting in"):
+        load_config(config_file=conf, environ={})
+    conf.write_text("stt: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"^--config: .* is not valid YAML"):
+        load_config(config_file=conf, environ={})
+    with pytest.raises(ConfigError, match=r"^--config: cannot read"):
+        load_config(config_file=tmp_path / "missing.yaml", environ={})
+
+
+def test_secrets_are_redacted_in_repr_and_dump():
+    secret = "sk-very-secret-key-1234"
+    cfg = load_config(
+        environ={"PIPECATAPP_LLM_API_KEY": secret, "NOMAD_TOKEN": "nomad-secret-token"}
+    )
+    assert cfg.llm.api_key == secret
+    assert secret not in repr(cfg)
+    assert "nomad-secret-token" not in repr(cfg)
+    dumped = cfg.redacted()
+    assert dumped["llm"]["api_key"] == "***"
+    assert dumped["llm"]["nomad_token"] == "***"
+    assert secret not in str(dumped)
+
+
+def test_validate_checks_a_config_built_in_code():
+    cfg = AppConfig()
+    cfg.stt.cpu_threads = 0
+    with pytest.raises(ConfigError, match=r"^stt\.cpu_threads"):
+        validate(cfg)

@@ -1,0 +1,129 @@
+"""The LLM service against a real llama-server on the tiny random-weight GGUF: streaming,
+the reply bound, and every failure becoming a spoken apology while the service stays usable
+(pipecat would mark it unusable after an HTTP 400)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from pipecat.frames.frames import (
+    ErrorFrame,
+    LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    MetricsFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
+from pipecat.metrics.metrics import LLMUsageMetricsData
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.tests.utils import run_test
+
+from pipecatapp.config import AppConfig
+from pipecatapp.embedded.server import LlamaServer, free_port
+from pipecatapp.resilience import ApologyPlayer, LLMFailedFrame
+from pipecatapp.services import factory
+from pipecatapp.services.llm_openai import LocalOpenAILLMService
+
+
+def _ctx(text: str) -> LLMContextFrame:
+    return LLMContextFrame(LLMContext(messages=[{"role": "user", "content": text}]))
+
+
+def _llm(url: str, **kw) -> LocalOpenAILLMService:
+    args = {"max_tokens": 20, "temperature": 0.0, "system_prompt": "Be brief."} | kw
+    return LocalOpenAILLMService(base_url=url, api_key="", **args)
+
+
+def _texts(frames) -> str:
+    return "".join(f.text for f in frames if isinstance(f, LLMTextFrame))
+
+
+async def test_streams_tokens_bounded_by_max_tokens(tiny_server):
+    llm = _llm(tiny_server.base_url, max_tokens=8)
+    down, up = await run_test(
+        llm,
+        frames_to_send=[_ctx("Hello there")],
+        pipeline_params=PipelineParams(enable_metrics=True, enable_usage_metrics=True),
+    )
+    watched = (LLMFullResponseStartFrame, LLMTextFrame, LLMFullResponseEndFrame)
+    kinds = [type(f) for f in down if isinstance(f, watched)]
+    assert kinds[0] is LLMFullResponseStartFrame
+    assert kinds[-1] is LLMFullResponseEndFrame
+    assert sum(k is LLMTextFrame for k in kinds) >= 2  # streamed, not one block
+    usage = [
+        d.value
+        for f in down
+        if isinstance(f, MetricsFrame)
+        for d in f.data
+        if isinstance(d, LLMUsageMetricsData)
+    ]
+    assert usage and usage[-1].completion_tokens <= 8
+    assert not any(isinstance(f, LLMFailedFrame) for f in down)
+    assert not any(isinstance(f, ErrorFrame) for f in up)
+
+
+async def test_unreachable_server_becomes_apology_and_service_stays_usable():
+    llm = _llm(f"http://127.0.0.1:{free_port()}/v1")
+    down, up = await run_test(llm, frames_to_send=[_ctx("Hi"), _ctx("Hi again")])
+    failed = [f for f in down if isinstance(f, LLMFailedFrame)]
+    assert len(failed) == 2  # every turn is tried again, none silently dropped
+    assert "Connection" in failed[0].reason
+    assert llm.is_usable
+
+
+async def test_http_400_does_not_disable_the_next_turn(tiny_gguf):
+    # A real llama-server with a 64-token context answers 400 to a prompt that does not fit.
+    with LlamaServer(tiny_gguf, ctx=64) as srv:
+        srv.wait_ready(30)
+        llm = _llm(srv.base_url, max_tokens=4)
+        down, _ = await run_test(
+            llm, frames_to_send=[_ctx("word " * 200), _ctx("Hi")], start_timeout=5
+        )
+    failed = [f for f in down if isinstance(f, LLMFailedFrame)]
+    assert len(failed) == 1
+    assert "400" in failed[0].reason or "BadRequest" in failed[0].reason
+    assert llm.is_usable
+    # The second turn, after the 400, streamed text.
+    last_start = max(i for i, f in enumerate(down) if isinstance(f, LLMFullResponseStartFrame))
+    assert _texts(down[last_start:])
+
+
+async def test_slow_first_token_times_out_then_recovers(tiny_gguf):
+    with LlamaServer(tiny_gguf) as srv:
+        srv.wait_ready(30)
+        llm = _llm(srv.base_url, first_token_timeout=2.0, max_tokens=4)
+        os.kill(srv.pid, signal.SIGSTOP)  # the server accepts connections but never answers
+        resume = threading.Timer(2.4, os.kill, (srv.pid, signal.SIGCONT))
+        resume.start()
+        try:
+            down, _ = await run_test(llm, frames_to_send=[_ctx("Hi"), _ctx("Hello")])
+        finally:
+            resume.cancel()
+            os.kill(srv.pid, signal.SIGCONT)
+    failed = [f for f in down if isinstance(f, LLMFailedFrame)]
+    assert len(failed) == 1
+    assert "no first token within 2 s" in failed[0].reason
+    last_start = max(i for i, f in enumerate(down) if isinstance(f, LLMFullResponseStartFrame))
+    assert _texts(down[last_start:])
+
+
+async def test_apology_is_pre_rendered_speech():
+    cfg = AppConfig()
+    tts = factory.build_tts(cfg)
+    audio, rate = factory.render_apology(cfg, tts)
+    assert rate >= 16000
+    assert len(audio) / 2 / rate > 1.0  # a spoken sentence, not a click
+    reasons: list[str] = []
+    player = ApologyPlayer(audio, rate, on_apology=reasons.append)
+    down, _ = await run_test(player, frames_to_send=[LLMFailedFrame(reason="down")])
+    assert isinstance(down[0], TTSStartedFrame)
+    assert isinstance(down[-1], TTSStoppedFrame)
+    played = b"".join(f.audio for f in down if isinstance(f, TTSAudioRawFrame))
+    assert played == audio
+    assert reasons == ["down"]

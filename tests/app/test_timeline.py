@@ -1,0 +1,90 @@
+"""Timeline: turn summaries (voice-to-voice, barge-in), no-audio turns are logged, JSONL."""
+
+from __future__ import annotations
+
+import json
+
+from pipecat.frames.frames import (
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+
+from pipecatapp.timeline import AppClock, Timeline
+
+
+def _turn(tl: Timeline, start: float, stop: float, text: str, answer: str | None) -> None:
+    tl.on_frame(VADUserStartedSpeakingFrame(start_secs=0.064), start + 0.1)
+    tl.on_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2), stop + 0.2)
+    tl.on_frame(TranscriptionFrame(text, "user", "now", finalized=True), stop + 0.6)
+    tl.on_frame(LLMFullResponseStartFrame(), stop + 0.61)
+    if answer is not None:
+        tl.on_frame(LLMTextFrame(answer), stop + 0.7)
+        tl.on_frame(TTSAudioRawFrame(b"\x00\x01" * 10, 24000, 1), stop + 0.8)
+    tl.on_frame(LLMFullResponseEndFrame(), stop + 0.75)
+
+
+def test_turns_voice_to_voice_and_barge_in(tmp_path):
+    path = tmp_path / "timeline.jsonl"
+    tl = Timeline(AppClock(), path)
+    tl.audio_from_frames = False
+    # Ground truth from the input file: two utterances.
+    tl.input_speech(1.0, 2.5)
+    tl.input_speech(6.0, 7.5)
+    _turn(tl, 1.02, 2.48, "Tell me a story.", "Once upon a time")
+    tl.bot_audio_started(3.3)
+    # Barge-in: the second utterance starts at 6.0 while the bot talks.
+    tl.on_frame(VADUserStartedSpeakingFrame(start_secs=0.064), 6.15)
+    tl.on_frame(InterruptionFrame(), 6.15)
+    tl.bot_audio_stopped(6.19)
+    tl.on_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2), 7.7)
+    tl.on_frame(TranscriptionFrame("What is the capital of France?", "u", "now"), 8.1)
+    tl.on_frame(LLMFullResponseStartFrame(), 8.11)
+    tl.on_frame(LLMTextFrame("Paris."), 8.2)
+    tl.on_frame(LLMFullResponseEndFrame(), 8.25)
+    tl.bot_audio_started(8.6)
+    tl.bot_audio_stopped(9.6)
+    tl.close()
+
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    turns = [e for e in lines if e["event"] == "turn"]
+    assert [t["turn"] for t in turns] == [1, 2]
+    first, second = turns
+    assert first["text"] == "Tell me a story."
+    assert first["user_speech_stop"] == 2.5  # ground truth, not the VAD's estimate
+    assert first["voice_to_voice"] == 0.8
+    assert first["interrupted"] is True
+    assert first["barge_in_onset"] == 6.0
+    assert abs(first["barge_in_latency"] - 0.19) < 1e-6
+    assert second["text"] == "What is the capital of France?"
+    assert second["user_speech_start"] == 6.0
+    assert abs(second["voice_to_voice"] - 1.1) < 1e-6
+    assert second["interrupted"] is False
+    assert all("t" in e and "event" in e for e in lines)
+
+
+def test_turn_without_audio_is_logged_not_dropped(tmp_path):
+    tl = Timeline(AppClock(), tmp_path / "t.jsonl")
+    tl.audio_from_frames = False
+    _turn(tl, 1.0, 2.0, "Say nothing.", answer=None)
+    tl.llm_failed("APIConnectionError: Connection error. api_key=sk-abcdef123456")
+    tl.close()
+    (turn,) = tl.turn_summaries()
+    assert turn["audio"] is False
+    assert turn["voice_to_voice"] is None
+    assert turn["no_audio_reason"].startswith("APIConnectionError")
+    assert "sk-abcdef123456" not in json.dumps(tl.events)
+
+
+def test_idle_waits_for_an_answer():
+    tl = Timeline(AppClock())
+    assert not tl.awaiting_answer()
+    tl.on_frame(VADUserStartedSpeakingFrame(start_secs=0.064), tl.clock.now())
+    assert tl.awaiting_answer()
+    tl.apology()
+    assert not tl.awaiting_answer()
