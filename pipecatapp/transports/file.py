@@ -71,8 +71,9 @@ class FileInputTransport(BaseInputTransport):
         await super().cancel(frame)
 
     async def _cancel_feed(self) -> None:
-        if self._feed is not None and not self._feed.done() and asyncio.current_task() != self._feed:
-            await self.cancel_task(self._feed)
+        feed = self._feed
+        if feed is not None and not feed.done() and asyncio.current_task() is not feed:
+            await self.cancel_task(feed)
         self._feed = None
 
     async def _run(self) -> None:
@@ -162,10 +163,13 @@ class FileOutputTransport(BaseOutputTransport):
             self._check_stopped()
 
     def _check_stopped(self, *, force: bool = False) -> None:
-        if self._playing and self._voiced_end is not None:
-            if force or self._clock.now() - self._voiced_end >= STOP_HOLD_SECS:
-                self._playing = False
-                self._timeline.bot_audio_stopped(self._voiced_end)
+        if (
+            self._playing
+            and self._voiced_end is not None
+            and (force or self._clock.now() - self._voiced_end >= STOP_HOLD_SECS)
+        ):
+            self._playing = False
+            self._timeline.bot_audio_stopped(self._voiced_end)
 
     @property
     def playing(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,9 @@ def read_wav(path: str | Path, sample_rate: int = 16000) -> Speech:
                 w.getnframes(),
             )
             raw = w.readframes(n)
-    except (wave.Error, EOFError, OSError) as e:
-        raise WavError(f"input WAV {p} is not a readable WAV file: {e}") from None
+    except (wave.Error, EOFError, OSError, RuntimeError, ValueError, struct.error) as e:
+        why = str(e) or type(e).__name__
+        raise WavError(f"input WAV {p} is not a readable WAV file: {why}") from None
     if width != 2:
         raise WavError(f"input WAV {p} has {8 * width}-bit samples; 16-bit PCM is needed")
     if channels < 1 or rate < 4000:

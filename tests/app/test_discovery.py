@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -22,8 +23,8 @@ TOKEN = "nomad-acl-secret-0123456789"
 
 
 class _NomadDouble(BaseHTTPRequestHandler):
-    services: dict[str, list[dict]] = {}
-    seen: list[dict] = []
+    services: ClassVar[dict[str, list[dict]]] = {}
+    seen: ClassVar[list[dict]] = []
 
     def do_GET(self) -> None:
         self.seen.append({"path": self.path, "token": self.headers.get("X-Nomad-Token")})
@@ -75,7 +76,7 @@ def test_ipv6_address_is_bracketed(fake_nomad):
 
 def test_missing_service_names_it(fake_nomad):
     cfg = LLMConfig(nomad_addr=fake_nomad, nomad_token=TOKEN, service="nope")
-    with pytest.raises(EngineUnavailable, match="service 'nope'.*no registration"):
+    with pytest.raises(EngineUnavailable, match=r"service 'nope'.*no registration"):
         nomad_llm_url(cfg)
 
 

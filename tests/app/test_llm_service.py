@@ -70,7 +70,7 @@ async def test_streams_tokens_bounded_by_max_tokens(tiny_server):
 
 async def test_unreachable_server_becomes_apology_and_service_stays_usable():
     llm = _llm(f"http://127.0.0.1:{free_port()}/v1")
-    down, up = await run_test(llm, frames_to_send=[_ctx("Hi"), _ctx("Hi again")])
+    down, _ = await run_test(llm, frames_to_send=[_ctx("Hi"), _ctx("Hi again")])
     failed = [f for f in down if isinstance(f, LLMFailedFrame)]
     assert len(failed) == 2  # every turn is tried again, none silently dropped
     assert "Connection" in failed[0].reason
