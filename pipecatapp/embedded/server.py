@@ -1,0 +1,275 @@
+"""The llama.cpp ``llama-server`` process of the one-machine default.
+
+``llama_bin_dir()`` finds the binaries (``LLAMA_SERVER_BIN``, the cache, or a build through
+``scripts/build-llama-server.sh``); ``LlamaServer`` runs one server on a GGUF file and stops
+it cleanly (SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from pipecatapp.embedded.models import cache_dir
+from pipecatapp.errors import ConfigError, EngineUnavailable
+
+LLAMA_CPP_VERSION = "0.3.36"
+_BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build-llama-server.sh"
+_LIVE: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
+
+
+def llama_bin_dir(*, build: bool = True) -> Path:
+    """Directory holding ``llama-server`` (and ``ggml-rpc-server`` for RPC).
+
+    Order: ``LLAMA_SERVER_BIN`` (a path to the user's llama-server), the cached build in
+    ``$PIPECATAPP_CACHE_DIR/llama.cpp/<version>/bin``, else build it now (several minutes;
+    the script prints progress on stderr) unless ``build`` is false.
+    """
+    user_bin = os.environ.get("LLAMA_SERVER_BIN")
+    if user_bin:
+        path = Path(user_bin).expanduser()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ConfigError("LLAMA_SERVER_BIN", f"{path} is not an executable llama-server")
+        return path.parent
+    cached = cache_dir() / "llama.cpp" / LLAMA_CPP_VERSION / "bin"
+    if (cached / "llama-server").is_file():
+        return cached
+    if not build:
+        raise EngineUnavailable(
+            f"no llama-server in {cached}: run scripts/build-llama-server.sh "
+            "or set LLAMA_SERVER_BIN to your llama-server"
+        )
+    if not _BUILD_SCRIPT.is_file():
+        raise EngineUnavailable(
+            f"no llama-server in {cached} and no build script beside this package: "
+            "set LLAMA_SERVER_BIN to your llama-server"
+        )
+    env = dict(os.environ, LLAMA_CPP_PYTHON_VERSION=LLAMA_CPP_VERSION)
+    result = subprocess.run(
+        ["bash", str(_BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=None, text=True, env=env,
+        check=False,
+    )
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines or not (Path(lines[-1]) / "llama-server").is_file():
+        raise EngineUnavailable(
+            f"building llama-server failed (exit {result.returncode}); see the messages above, "
+            "or set LLAMA_SERVER_BIN to an existing llama-server"
+        )
+    return Path(lines[-1])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: ask the kernel to SIGTERM it when the starting thread exits."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class LlamaServer:
+    """One ``llama-server`` process serving ``model`` on an OpenAI-compatible API.
+
+    ``threads`` sets both generation and batch threads. On a busy 2-core machine 2 threads
+    collapse (spinning workers fight for the cores): 1 thread is the safe default; see
+    docs/bench.md. ``poll`` is llama.cpp's ``--poll`` (0 = workers sleep instead of spinning).
+    The server's output goes to ``log_path``.
+    """
+
+    def __init__(
+        self,
+        model: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        threads: int = 1,
+        ctx: int = 2048,
+        extra_args: Sequence[str] = (),
+        parallel: int = 1,
+        poll: int | None = None,
+        binary: Path | None = None,
+        log_path: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if threads < 1:
+            raise ConfigError("threads", f"must be at least 1, got {threads}")
+        if ctx < 64:
+            raise ConfigError("ctx", f"must be at least 64 tokens, got {ctx}")
+        if not 0 <= port <= 65535:
+            raise ConfigError("port", f"must be 0 (any free port) to 65535, got {port}")
+        self.model = Path(model)
+        self.host = host
+        self.requested_port = port
+        self.port = port
+        self.threads = threads
+        self.ctx = ctx
+        self.extra_args = tuple(extra_args)
+        self.parallel = parallel
+        self.poll = poll
+        self.binary = binary
+        self.env = dict(env or {})
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    # -- addresses ------------------------------------------------------------------------
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible base URL, ``http://host:port/v1``."""
+        return f"{self.root_url}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- life cycle -----------------------------------------------------------------------
+    def command(self) -> list[str]:
+        binary = self.binary or (llama_bin_dir() / "llama-server")
+        cmd = [
+            str(binary), "-m", str(self.model), "--host", self.host, "--port", str(self.port),
+            "-t", str(self.threads), "-tb", str(self.threads), "-c", str(self.ctx),
+            "-np", str(self.parallel), "--no-webui",
+        ]
+        if self.poll is not None:
+            cmd += ["--poll", str(self.poll)]
+        return cmd + list(self.extra_args)
+
+    def start(self) -> LlamaServer:
+        if self.running():
+            return self
+        if not self.model.is_file():
+            raise ConfigError("model", f"{self.model} does not exist")
+        if self.requested_port == 0:
+            self.port = free_port(self.host)
+        if self.log_path is None:
+            logs = cache_dir() / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"llama-server-{self.port}-", suffix=".log",
+                                        dir=logs)
+            os.close(fd)
+            self.log_path = Path(name)
+        cmd = self.command()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_file = log
+        in_main = threading.current_thread() is threading.main_thread()
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            preexec_fn=_die_with_parent if in_main else None,
+        )
+        _LIVE.add(self)
+        return self
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path or not self.log_path.is_file():
+            return ""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def wait_ready(self, timeout: float = 60.0) -> LlamaServer:
+        """Block until ``/health`` answers 200; fail fast with the log tail if it dies."""
+        if self._proc is None:
+            raise RuntimeError("LlamaServer.wait_ready() before start()")
+        deadline = time.monotonic() + timeout
+        attempts = 0
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                tail = self.log_tail()
+                if self.requested_port == 0 and "bind" in tail.lower() and attempts < 3:
+                    attempts += 1  # lost a race for the free port: pick another
+                    self._close_log()
+                    self._proc = None
+                    self.start()
+                    continue
+                raise EngineUnavailable(
+                    f"llama-server exited with status {code} while starting "
+                    f"(log {self.log_path}):\n{tail}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.root_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                tail = self.log_tail()
+                self.stop()
+                raise EngineUnavailable(
+                    f"llama-server did not become ready within {timeout:.0f} s "
+                    f"(log {self.log_path}):\n{tail}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited after ``grace`` seconds."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=grace)
+        self._proc = None
+        self._close_log()
+        _LIVE.discard(self)
+
+    def _close_log(self) -> None:
+        log = self._log_file
+        self._log_file = None
+        if log is not None:
+            log.close()
+
+    def __enter__(self) -> LlamaServer:
+        self.start()
+        try:
+            return self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (f"LlamaServer(model={self.model.name!r}, url={self.root_url!r}, "
+                f"threads={self.threads}, running={self.running()})")
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        with contextlib.suppress(Exception):
+            server.stop(grace=2.0)

@@ -1,0 +1,83 @@
+"""User speech for tests and benchmarks, and transcription of what the bot said.
+
+``espeak_wav`` makes a 16 kHz mono 16-bit WAV with espeak-ng (a formant voice, unlike the
+bot's Piper voice) and sox. The default voice and rate were chosen by transcribing with
+Whisper base: ``en-us+m7`` at 125 words/min is heard word for word (greedy and beam 5) for
+"What is the capital of France?", "Who wrote Romeo and Juliet?", "What is the largest planet
+in our solar system?", "How many legs does a spider have?" and "Stop.", where plain ``en-us``
+at 160 is heard as "What is the capital and friends?". See docs/embedded.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from pipecatapp.errors import EngineUnavailable
+
+DEFAULT_VOICE = "en-us+m7"
+DEFAULT_RATE = 125
+SAMPLE_RATE = 16000
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise EngineUnavailable(f"{name} is not installed: apt-get install {package}")
+    return path
+
+
+def espeak_wav(
+    text: str,
+    path: Path,
+    *,
+    voice: str = DEFAULT_VOICE,
+    rate: int = DEFAULT_RATE,
+    word_gap: int = 0,
+    lead_silence: float = 0.3,
+    tail_silence: float = 0.5,
+) -> Path:
+    """Speak ``text`` into ``path`` as 16 kHz mono 16-bit PCM, padded with silence."""
+    espeak = _tool("espeak-ng", "espeak-ng")
+    sox = _tool("sox", "sox")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="espeak-") as tmp:
+        raw = Path(tmp) / "raw.wav"
+        subprocess.run(
+            [espeak, "-v", voice, "-s", str(rate), "-g", str(word_gap), "-w", str(raw), text],
+            check=True, capture_output=True, timeout=60,
+        )
+        subprocess.run(
+            [sox, str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
+             str(path), "pad", f"{lead_silence:.3f}", f"{tail_silence:.3f}"],
+            check=True, capture_output=True, timeout=60,
+        )
+    return path
+
+
+def whisper_transcriber(
+    *, beam_size: int = 1, cpu_threads: int = 2
+) -> Callable[[Path], str]:
+    """A function wav -> text using faster-whisper with the embedded Whisper base, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from faster_whisper import WhisperModel
+
+    from pipecatapp.embedded.models import whisper_base_dir
+
+    model = WhisperModel(
+        str(whisper_base_dir()), device="cpu", compute_type="int8", cpu_threads=cpu_threads,
+        local_files_only=True,
+    )
+
+    def transcribe(wav: Path) -> str:
+        segments, _info = model.transcribe(
+            str(wav), beam_size=beam_size, language="en", condition_on_previous_text=False
+        )
+        return " ".join(segment.text.strip() for segment in segments).strip()
+
+    return transcribe
