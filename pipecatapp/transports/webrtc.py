@@ -6,7 +6,6 @@ runs one session of the app through SmallWebRTCTransport. The browser brings ech
 cancellation, so full duplex with barge-in works with open speakers.
 """
 
-from __future__ import annotations
 
 import asyncio
 import uuid
