@@ -283,7 +283,7 @@ job "primacpp" {
       task "rank" {
         driver       = "raw_exec"
         kill_signal  = "SIGINT"
-        kill_timeout = "30s"
+        kill_timeout = "10s"
 
         config {
           command = var.launcher

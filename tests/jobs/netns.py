@@ -163,3 +163,20 @@ def start_in(ns: str, func: Callable[[], None]) -> threading.Thread:
     if failure:
         raise failure[0]
     return thread
+
+
+@contextlib.contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Move the calling thread into namespace ``ns`` and back (for code that must run on the
+    main thread, e.g. pipecat's runner, which installs signal handlers)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+    try:
+        _setns(ns)
+        try:
+            yield
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "cannot return to the original namespace")
+    finally:
+        os.close(home)
