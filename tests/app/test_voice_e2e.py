@@ -72,7 +72,7 @@ def test_barge_in_stops_the_bot_and_answers_the_new_question(
 ):
     story = _question(espeak_wav, tmp_path, "Please tell me a long story about a dragon", "story")
     france = _question(espeak_wav, tmp_path, FRANCE, "france")
-    q2_at = 0.5 + duration(story) + 6.0  # the bot is in the middle of its story by then
+    q2_at = 0.5 + duration(story) + 9.0  # the bot is in the middle of its story by then
     wav = compose(tmp_path / "in.wav", [(0.5, story), (q2_at, france)],
                   total=q2_at + duration(france) + 8.0)
     out, timeline = tmp_path / "out.wav", tmp_path / "timeline.jsonl"
@@ -142,3 +142,26 @@ def test_llm_down_apologizes_then_recovers(tmp_path, espeak_wav, transcribe):
     assert "paris" in heard[0], heard
     assert "sorry" in heard[1], heard
     assert "paris" in heard[2], heard
+
+
+def test_half_duplex_ignores_speech_while_the_bot_talks(tmp_path, smollm2_server, espeak_wav):
+    """Open speakers without echo cancellation: the user is muted while the bot speaks, so
+    speech over the bot neither interrupts it nor becomes a turn."""
+    story = _question(espeak_wav, tmp_path, "Please tell me a long story about a dragon", "story")
+    france = _question(espeak_wav, tmp_path, FRANCE, "france")
+    q2_at = 0.5 + duration(story) + 9.0
+    wav = compose(tmp_path / "in.wav", [(0.5, story), (q2_at, france)],
+                  total=q2_at + duration(france) + 2.0)
+    out, timeline = tmp_path / "out.wav", tmp_path / "timeline.jsonl"
+    proc = run_app(*_file_args(wav, out, timeline, smollm2_server.base_url,
+                               "--half-duplex", "--max-tokens", "100"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    spoken = [t for t in turns(timeline) if t["text"]]
+    assert len(spoken) == 1, f"turns: {turns(timeline)}"
+    (first,) = spoken
+    assert "story" in first["text"].lower()
+    assert not first["interrupted"]
+    t0 = next(e["t"] for e in events(timeline) if e["event"] == "input_start")
+    onset = t0 + q2_at  # the input file's clock placed on the app clock
+    assert first["bot_audio_start"] < onset < first["bot_audio_stop"], first
+    assert first["bot_audio_stop"] > onset + duration(france)  # talked straight through
