@@ -1,0 +1,91 @@
+"""``python -m bench [--suite llm|voice|all] [--smoke]``: print markdown tables, write plots.
+
+``--smoke`` is the quick pass CI runs: the tiny random-weight GGUF instead of SmolLM2, two
+prompt lengths, two rounds, and a two-turn voice conversation with the tiny model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import llm
+from bench.common import Table, loadavg, machine, stamp
+from pipecatapp.embedded.models import cache_dir, smollm2_gguf
+from pipecatapp.embedded.tinygguf import write_tiny_gguf
+from pipecatapp.errors import ConfigError, EngineUnavailable
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--suite", choices=("llm", "voice", "all"), default="all")
+    parser.add_argument("--smoke", action="store_true",
+                        help="quick pass with the tiny model (what CI runs)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="rounds per LLM measurement (default 5, smoke 2)")
+    parser.add_argument("--turns", type=int, default=None,
+                        help="turns of the scripted voice conversation (default 10, smoke 2)")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="where tables (results.md) and plots go (default bench/results)")
+    args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every server and worker process is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    logs = args.out / "logs"
+    logs.mkdir(exist_ok=True)
+    header = [f"# Benchmark run {stamp()}{' (smoke)' if args.smoke else ''}", "",
+              f"Machine: {machine()}", ""]
+    print("\n".join(header), flush=True)
+    sections: list[str] = []
+    plots: list[Path] = []
+    try:
+        if args.smoke:
+            tmp = Path(tempfile.mkdtemp(prefix="bench-tiny-", dir=cache_dir()
+                                        if cache_dir().exists() else None))
+            model = write_tiny_gguf(tmp / "tiny.gguf")
+        else:
+            model = smollm2_gguf()
+        if args.suite in ("llm", "all"):
+            run = llm.run(model, smoke=args.smoke, repeats=args.repeats or (2 if args.smoke
+                                                                             else 5),
+                          logs=logs, progress=_progress)
+            for table in llm.tables(run):
+                sections.append(table.markdown())
+                print(table.markdown(), flush=True)
+            plots += llm.plots(run, args.out)
+        if args.suite in ("voice", "all"):
+            from bench import voice
+
+            vrun = voice.run(model, smoke=args.smoke, turns=args.turns or (2 if args.smoke
+                                                                           else 10),
+                             work=args.out / "voice", progress=_progress)
+            for table in voice.tables(vrun):
+                sections.append(table.markdown())
+                print(table.markdown(), flush=True)
+            plots += voice.plots(vrun, args.out)
+    except (ConfigError, EngineUnavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    footer = Table("Run", ["what", "value"])
+    footer.add("load average at end", loadavg())
+    footer.add("plots", ", ".join(p.name for p in plots) or "-")
+    print(footer.markdown(), flush=True)
+    (args.out / "results.md").write_text("\n".join(header + sections + [footer.markdown()]))
+    _progress(f"tables in {args.out / 'results.md'}, plots in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""Voice suite: a scripted conversation through the app's file transport, per profile.
+
+The script is one WAV of user speech (espeak-ng, a voice unlike the bot's Piper voice) that
+the file transport plays into the app in real time: questions with pauses long enough for
+the answer, then requests for long answers that are interrupted mid-answer by another
+question. ``python -m pipecatapp --transport file`` runs once per profile (``stock``:
+pipecat's defaults with the same models; ``tuned``: the project's settings) against one
+shared llama-server, and the timeline it writes (JSON lines) is the measurement:
+
+- voice-to-voice = the bot's first output sample - the end of the user's speech (both on
+  the app clock, the speech end known from the input file);
+- barge-in = the bot's last output sample - the onset of user speech that started while the
+  bot was playing (ground truth from the input and output, whether or not the app noticed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import Table, fmt, median, percentile
+from pipecatapp.embedded.server import LlamaServer
+from pipecatapp.embedded.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav
+
+QUESTIONS = (
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "Who wrote Romeo and Juliet?",
+    "What is the largest planet in our solar system?",
+    "What color is the sky on a clear day?",
+    "How many days are in a week?",
+    "What is the boiling point of water in Celsius?",
+    "What do bees make?",
+    "What is the capital of Italy?",
+    "How many hours are in a day?",
+)
+LONG_REQUESTS = (
+    "Tell me a long story about a dragon and a knight.",
+    "Describe the city of Paris in detail.",
+    "Tell me everything you know about the ocean.",
+    "Explain how a car engine works.",
+    "Tell me a long story about a cat who travels the world.",
+)
+INTERRUPTIONS = (
+    "Wait, what is two plus two?",
+    "Stop, what is the capital of Spain?",
+    "Hold on, how many legs does a cat have?",
+    "Wait, what color is grass?",
+    "Stop, what is the capital of Germany?",
+)
+RATE = 16000
+PROFILES = ("stock", "tuned")
+
+
+@dataclass
+class Segment:
+    kind: str  # "question", "long", "interruption"
+    text: str
+    start: float  # seconds into the script WAV
+    end: float
+
+
+@dataclass
+class Script:
+    wav: Path
+    segments: list[Segment]
+    seconds: float
+
+
+@dataclass
+class ProfileResult:
+    profile: str
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    wall: float = 0.0
+    exit_code: int = 0
+    error: str = ""
+    # derived
+    v2v: list[float] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    barge: list[float] = field(default_factory=list)
+    barge_detected: int = 0
+    heard_right: int = 0
+    questions: int = 0
+    no_audio: int = 0
+
+
+@dataclass
+class VoiceRun:
+    results: list[ProfileResult]
+    script: Script
+    llm: str
+    notes: list[str]
+
+
+def _read(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+
+
+def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: float = 9.0,
+                 interrupt_after: float = 6.0, after_interrupt: float = 7.0) -> Script:
+    """``turns`` questions with ``answer_gap`` s after each, then ``interruptions`` pairs of a
+    long request and, ``interrupt_after`` s after it ends, an interrupting question."""
+    work.mkdir(parents=True, exist_ok=True)
+    pieces: list[np.ndarray] = []
+    segments: list[Segment] = []
+    cursor = 0.0
+
+    def silence(seconds: float) -> None:
+        nonlocal cursor
+        pieces.append(np.zeros(int(RATE * seconds), dtype=np.int16))
+        cursor += int(RATE * seconds) / RATE
+
+    def say(kind: str, text: str) -> None:
+        nonlocal cursor
+        name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
+        audio = _read(espeak_wav(text, work / "utterances" / f"{name}.wav",
+                                 lead_silence=0.0, tail_silence=0.0))
+        pieces.append(audio)
+        segments.append(Segment(kind, text, cursor, cursor + len(audio) / RATE))
+        cursor += len(audio) / RATE
+
+    silence(1.5)
+    for i in range(turns):
+        say("question", QUESTIONS[i % len(QUESTIONS)])
+        silence(answer_gap)
+    for i in range(interruptions):
+        say("long", LONG_REQUESTS[i % len(LONG_REQUESTS)])
+        silence(interrupt_after)
+        say("interruption", INTERRUPTIONS[i % len(INTERRUPTIONS)])
+        silence(after_interrupt)
+    path = work / "script.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(np.concatenate(pieces).tobytes())
+    (work / "script.json").write_text(json.dumps([s.__dict__ for s in segments], indent=1))
+    return Script(path, segments, cursor)
+
+
+def run_app(profile: str, script: Script, llm_url: str, work: Path,
+            extra: list[str]) -> ProfileResult:
+    """One file-transport session of the app, as a user would run it."""
+    out = work / profile
+    out.mkdir(parents=True, exist_ok=True)
+    timeline = out / "timeline.jsonl"
+    cmd = [sys.executable, "-m", "pipecatapp", "--transport", "file", "--profile", profile,
+           "--input", str(script.wav), "--output", str(out / "bot.wav"),
+           "--timeline", str(timeline), "--llm-url", llm_url, "--log-level", "INFO", *extra]
+    started = time.monotonic()
+    with open(out / "app.log", "wb") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False,
+                              timeout=script.seconds + 300, env={**os.environ,
+                                                                  "HF_HUB_OFFLINE": "1"})
+    result = ProfileResult(profile, wall=time.monotonic() - started, exit_code=proc.returncode)
+    if proc.returncode != 0 or not timeline.is_file():
+        tail = (out / "app.log").read_text(errors="replace").splitlines()[-15:]
+        result.error = f"exit {proc.returncode}: " + " | ".join(tail)
+        return result
+    result.events = [json.loads(line) for line in timeline.read_text().splitlines() if line]
+    result.turns = [e for e in result.events if e["event"] == "turn"]
+    analyse(result, script)
+    return result
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def analyse(result: ProfileResult, script: Script) -> None:
+    events = result.events
+    onsets = sorted(e["t"] for e in events if e["event"] == "input_speech")
+    # Bot playing intervals on the output clock.
+    playing: list[tuple[float, float]] = []
+    start: float | None = None
+    for e in sorted(events, key=lambda e: e["t"]):
+        if e["event"] == "bot_audio_start" and start is None:
+            start = e["t"]
+        elif e["event"] == "bot_audio_stop" and start is not None:
+            playing.append((start, e["t"]))
+            start = None
+    vad_stops = sorted(e["t"] for e in events if e["event"] == "vad_stop")
+    stage_names = ("VAD end of speech", "STT (Whisper)", "turn end wait", "LLM first token",
+                   "TTS first audio", "to output")
+    result.stages = {name: [] for name in stage_names}
+    questions = [s for s in script.segments if s.kind == "question"]
+    result.questions = len(questions)
+    # The script's time 0 is the input_start event on the app clock.
+    offset = next((e["t"] for e in events if e["event"] == "input_start"), None)
+    if offset is None:
+        offset = onsets[0] - script.segments[0].start if onsets else 0.0
+    for turn in result.turns:
+        if not turn.get("audio"):
+            result.no_audio += 1
+        stop = turn.get("user_speech_stop")
+        if stop is None:
+            continue
+        seg = min(script.segments, key=lambda s: abs(s.end + offset - stop))
+        if seg.kind != "question" or abs(seg.end + offset - stop) > 0.6:
+            continue
+        if _words(turn.get("text", "")) == _words(seg.text):
+            result.heard_right += 1
+        if turn.get("voice_to_voice") is None:
+            continue
+        result.v2v.append(turn["voice_to_voice"])
+        a = stop
+        stt = turn.get("stt_final")
+        turn_end = max(x for x in (stt, turn.get("user_turn_stop")) if x is not None) \
+            if (stt or turn.get("user_turn_stop")) else None
+        vad = next((v for v in vad_stops if a - 0.05 <= v <= (stt or a + 10)), None)
+        points = [a, vad, stt, turn_end, turn.get("llm_first_token"),
+                  turn.get("tts_first_audio"), turn.get("bot_audio_start")]
+        if any(p is None for p in points):
+            continue
+        for name, (x, y) in zip(stage_names, itertools.pairwise(points), strict=True):
+            result.stages[name].append(y - x)  # type: ignore[operator]
+    # Every utterance that began while the bot was playing is a barge-in, detected or not.
+    for seg in script.segments:
+        onset = seg.start + offset
+        onset = min(onsets, key=lambda o: abs(o - onset)) if onsets else onset
+        span = next(((s, e) for s, e in playing if s < onset < e), None)
+        if span is None:
+            continue  # the bot was not speaking when this utterance began
+        result.barge.append(span[1] - onset)
+        if any(e["event"] == "interruption" and onset <= e["t"] <= span[1] + 0.05
+               for e in events):
+            result.barge_detected += 1
+
+
+def run(model: Path, *, smoke: bool, turns: int, work: Path,
+        progress: Callable[[str], None], interruptions: int | None = None,
+        threads: int = 1) -> VoiceRun:
+    interruptions = interruptions if interruptions is not None else (1 if smoke else 12)
+    progress(f"building the script: {turns} questions, {interruptions} interruptions "
+             f"(espeak-ng {DEFAULT_VOICE}, {DEFAULT_RATE} wpm)")
+    script = build_script(work, turns, interruptions,
+                          answer_gap=6.0 if smoke else 9.0,
+                          interrupt_after=2.5 if smoke else 6.0)
+    notes = [f"script: {script.seconds:.0f} s of audio fed in real time; user voice espeak-ng "
+             f"{DEFAULT_VOICE} at {DEFAULT_RATE} wpm; bot voice Piper joe-medium"]
+    extra: list[str] = []
+    if smoke:
+        extra = ["--max-tokens", "24"]
+    results = []
+    with LlamaServer(model, threads=threads, ctx=4096) as server:
+        llm = f"llama-server on {model.name}, {threads} thread, {server.base_url}"
+        for profile in PROFILES:
+            progress(f"voice: profile {profile} ({script.seconds:.0f} s of speech, real time)")
+            results.append(run_app(profile, script, server.base_url, work, extra))
+            if results[-1].error:
+                progress(f"voice: profile {profile} failed: {results[-1].error[:300]}")
+    return VoiceRun(results, script, llm, notes)
+
+
+def _p(values: list[float], q: float) -> float | None:
+    return percentile(values, q) if values else None
+
+
+def tables(run_: VoiceRun) -> list[Table]:
+    summary = Table("Voice: scripted conversation through the file transport",
+                    ["profile", "voice-to-voice p50 s", "p95 s", "turns", "heard right",
+                     "turns without audio", "barge-in p50 s", "p95 s", "interruptions",
+                     "detected", "session s"])
+    for r in run_.results:
+        if r.error:
+            summary.add(r.profile, "failed", "-", "-", "-", "-", "-", "-", "-", "-",
+                        fmt(r.wall, 0))
+            summary.notes.append(f"{r.profile}: {r.error}")
+            continue
+        summary.add(r.profile, fmt(_p(r.v2v, 50), 2), fmt(_p(r.v2v, 95), 2), len(r.v2v),
+                    f"{r.heard_right}/{r.questions}", r.no_audio, fmt(_p(r.barge, 50), 3),
+                    fmt(_p(r.barge, 95), 3), len(r.barge), r.barge_detected, fmt(r.wall, 0))
+    ok = [r for r in run_.results if not r.error]
+    by = {r.profile: r for r in ok}
+    if "stock" in by and "tuned" in by:
+        s, t = by["stock"], by["tuned"]
+        cells = []
+        for a, b in ((_p(s.v2v, 50), _p(t.v2v, 50)), (_p(s.v2v, 95), _p(t.v2v, 95)),
+                     (_p(s.barge, 50), _p(t.barge, 50)), (_p(s.barge, 95), _p(t.barge, 95))):
+            cells.append(f"{a / b:.2f}x" if a and b else "-")
+        summary.add("stock / tuned", cells[0], cells[1], "", "", "", cells[2], cells[3], "",
+                    "", "")
+    summary.notes += [*run_.notes, f"LLM: {run_.llm}",
+                                   "voice-to-voice: end of user speech (input file) to the "
+                                   "bot's first output sample; barge-in: onset of user "
+                                   "speech while the bot plays to the bot's last sample"]
+    stages = Table("Voice: where the time goes (median seconds per answered question)",
+                   ["stage", *[r.profile for r in ok]])
+    if ok:
+        for name in ok[0].stages:
+            stages.add(name, *[fmt(median(r.stages[name]), 3) if r.stages[name] else "-"
+                               for r in ok])
+        stages.add("sum of medians",
+                   *[fmt(sum(median(v) for v in r.stages.values() if v), 3) for r in ok])
+        stages.add("voice-to-voice p50", *[fmt(_p(r.v2v, 50), 3) for r in ok])
+    stages.notes.append("VAD end of speech: speech end -> VAD stop; STT: VAD stop -> final "
+                        "transcript; turn end wait: transcript -> user turn end (smart-turn "
+                        "or speech timeout); then LLM first token, first TTS audio, output")
+    return [summary, stages]
+
+
+def plots(run_: VoiceRun, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in run_.results if not r.error]
+    if not ok:
+        return []
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = list(ok[0].stages)
+    bottom = np.zeros(len(ok))
+    for name in names:
+        values = np.array([median(r.stages[name]) if r.stages[name] else 0.0 for r in ok])
+        ax.bar([r.profile for r in ok], values, bottom=bottom, label=name)
+        bottom += values
+    ax.set_ylabel("seconds (median per stage)")
+    ax.set_title("Voice-to-voice: where the time goes")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "voice_stages.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, attr, title in ((axes[0], "v2v", "voice-to-voice (s)"),
+                            (axes[1], "barge", "barge-in: speech onset to bot silence (s)")):
+        data = [getattr(r, attr) or [0.0] for r in ok]
+        ax.boxplot(data, tick_labels=[r.profile for r in ok])
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path = out / "voice_latency.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+    return written

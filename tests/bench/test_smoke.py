@@ -1,0 +1,67 @@
+"""CI's smoke pass of the benchmark: ``python -m bench --smoke`` with the tiny model (real
+llama-server, real Whisper/Piper in the voice suite). Checks that every table and plot is
+produced and carries numbers; the figures themselves are not asserted (not a timed test)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _bench(out: Path, *args: str, timeout: float) -> str:
+    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(out), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _rows(markdown: str, title: str) -> list[list[str]]:
+    section = markdown.split(f"### {title}", 1)[1].split("###", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")][2:]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+
+
+def _number(cell: str) -> float:
+    match = re.fullmatch(r"(-?\d+(?:\.\d+)?)x?", cell)
+    assert match, f"not a number: {cell!r}"
+    return float(match.group(1))
+
+
+def test_llm_smoke(tmp_path: Path) -> None:
+    stdout = _bench(tmp_path, "--suite", "llm", timeout=300)
+    results = (tmp_path / "results.md").read_text()
+    assert "Machine:" in results and stdout.strip()
+    rows = _rows(results, "LLM: tiny.gguf")
+    engines = {r[0] for r in rows}
+    assert {"llama-server, 1 thread", "llama.cpp RPC (loopback), 1 thread"} <= engines
+    for row in rows:
+        assert _number(row[1]) > 0 and _number(row[2]) > 0 and _number(row[3]) > 0
+    ceiling = _rows(results, "LLM: memory-bandwidth ceiling for decode")
+    assert _number(ceiling[0][1]) > 0.1  # GB/s
+    assert _number(ceiling[0][6]) > 0
+    for name in ("llm_ttft.png", "llm_decode.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG
+
+
+@pytest.mark.slow
+def test_voice_smoke(tmp_path: Path) -> None:
+    _bench(tmp_path, "--suite", "voice", timeout=600)
+    results = (tmp_path / "results.md").read_text()
+    rows = {r[0]: r for r in _rows(results, "Voice: scripted conversation")}
+    assert {"stock", "tuned", "stock / tuned"} <= set(rows)
+    for profile in ("stock", "tuned"):
+        assert _number(rows[profile][1]) > 0  # voice-to-voice p50
+        assert rows[profile][4].endswith("/2")
+    stages = _rows(results, "Voice: where the time goes")
+    assert any(r[0] == "STT (Whisper)" and _number(r[1]) > 0 for r in stages)
+    for name in ("voice_stages.png", "voice_latency.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG
+    assert (tmp_path / "voice" / "tuned" / "timeline.jsonl").stat().st_size > 0
