@@ -11,7 +11,9 @@ left off so two VADs never disagree about one utterance:
   growing recording, which this service pushes as ``InterimTranscriptionFrame``s.
 - VAD stop: the recording stops at once and its final transcription runs off the audio
   path; the result is pushed as a *finalized* ``TranscriptionFrame``, which lets the turn
-  strategy end the turn without waiting for its STT safety-net timeout.
+  strategy end the turn without waiting for its STT safety-net timeout. With greedy finals
+  (``beam_size=1``), an interim pass that started after the speech ended already holds the
+  final text; it is used instead of queueing a second pass behind it.
 
 Both lanes run on one faster-whisper model loaded here (RealtimeSTT's own loader has no
 thread setting and would load a second copy for the realtime lane): the final with
@@ -26,7 +28,7 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,16 @@ class LanePass:
     took_secs: float
 
 
+@dataclass
+class InterimPass:
+    """The latest interim pass of an utterance: the audio it covers and, once done, its text."""
+
+    utterance: int
+    samples: int
+    done: threading.Event = field(default_factory=threading.Event)
+    text: str = ""
+
+
 class WhisperLane:
     """A RealtimeSTT transcription executor running one faster-whisper model.
 
@@ -85,6 +97,9 @@ class WhisperLane:
         self._beam_size = beam_size
         self._language = language
         self.passes: list[LanePass] = []
+        # Set by the service when an utterance starts; passes are tagged with it.
+        self.utterance = 0
+        self.latest: InterimPass | None = None
 
     def transcribe(
         self, audio: np.ndarray, language: str | None = None, use_prompt: bool = True, **_: Any
@@ -95,13 +110,19 @@ class WhisperLane:
         )
 
         started = time.perf_counter()
-        segments, info = self._model.transcribe(
-            np.asarray(audio, dtype=np.float32),
-            beam_size=self._beam_size,
-            language=language or self._language,
-            condition_on_previous_text=False,
-        )
-        text = " ".join(s.text.strip() for s in segments).strip()
+        record = InterimPass(self.utterance, len(audio))
+        self.latest = record
+        try:
+            segments, info = self._model.transcribe(
+                np.asarray(audio, dtype=np.float32),
+                beam_size=self._beam_size,
+                language=language or self._language,
+                condition_on_previous_text=False,
+            )
+            text = " ".join(s.text.strip() for s in segments).strip()
+            record.text = text
+        finally:
+            record.done.set()
         self.passes.append(
             LanePass(self._name, len(audio) / RECORDER_RATE, time.perf_counter() - started)
         )
@@ -111,6 +132,15 @@ class WhisperLane:
                 language=info.language, language_probability=info.language_probability
             ),
         )
+
+
+def format_text(text: str) -> str:
+    """RealtimeSTT's formatting of a final (sentence case), applied to a reused interim."""
+    from RealtimeSTT.core.text_formatting import preprocess_output
+
+    return preprocess_output(
+        text, ensure_sentence_starting_uppercase=True, ensure_sentence_ends_with_period=False
+    )
 
 
 def build_recorder(
@@ -241,7 +271,11 @@ class RealtimeSTTService(STTService):
         # The utterance interims belong to; None between utterances (late interims dropped).
         self._utterance = 0
         self._open_utterance: int | None = None
-        self._finals: asyncio.Queue[tuple[int, np.ndarray] | None] = asyncio.Queue()
+        self._finals: asyncio.Queue[tuple[int, np.ndarray, InterimPass | None] | None] = (
+            asyncio.Queue()
+        )
+        # Where each final came from: "final" (a final pass) or "interim" (reused, see below).
+        self.final_sources: list[str] = []
         self._final_task: asyncio.Task[None] | None = None
 
     @property
@@ -271,7 +305,7 @@ class RealtimeSTTService(STTService):
 
     async def stop(self, frame: EndFrame) -> None:
         """Finish an utterance still open, transcribe what is queued, then shut down."""
-        await self._end_utterance()
+        await self._end_utterance(0.0)
         if self._final_task is not None:
             await self._finals.put(None)
             await self._final_task
@@ -320,13 +354,14 @@ class RealtimeSTTService(STTService):
         if isinstance(frame, VADUserStartedSpeakingFrame):
             await self._begin_utterance()
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
-            await self._end_utterance()
+            await self._end_utterance(frame.stop_secs)
 
     async def _begin_utterance(self) -> None:
         if self._closed or self._open_utterance is not None:
             return
         self._utterance += 1
         self._open_utterance = self._utterance
+        self.realtime_lane.utterance = self._utterance
         await asyncio.to_thread(self._start_recording)
 
     def _start_recording(self) -> None:
@@ -338,14 +373,32 @@ class RealtimeSTTService(STTService):
         recorder.audio_buffer.clear()
         recorder.start(frames=preroll)
 
-    async def _end_utterance(self) -> None:
+    async def _end_utterance(self, stop_secs: float) -> None:
         utterance = self._open_utterance
         if utterance is None or self._closed:
             return
         self._open_utterance = None
         audio = await asyncio.to_thread(self._stop_recording)
         if audio is not None and audio.size:
-            await self._finals.put((utterance, audio))
+            await self._finals.put(
+                (utterance, audio, self._reusable_interim(utterance, audio, stop_secs))
+            )
+
+    def _reusable_interim(
+        self, utterance: int, audio: np.ndarray, stop_secs: float
+    ) -> InterimPass | None:
+        """The interim pass that already heard all of the utterance's speech, if any.
+
+        The VAD declares the stop ``stop_secs`` after the speech ended, so an interim pass
+        over at least ``len(audio) - stop_secs`` samples (running or done) has all the words.
+        With greedy finals its text is what a final pass would give: use it instead of
+        queueing a final pass behind it (one model, two cores). Beam finals always re-run.
+        """
+        latest = self.realtime_lane.latest
+        if self._beam_size != 1 or latest is None or latest.utterance != utterance:
+            return None
+        speech_samples = len(audio) - int(stop_secs * RECORDER_RATE)
+        return latest if stop_secs > 0 and latest.samples >= speech_samples else None
 
     def _stop_recording(self) -> np.ndarray | None:
         recorder = self._recorder
@@ -359,14 +412,22 @@ class RealtimeSTTService(STTService):
 
     async def _final_task_handler(self) -> None:
         while (item := await self._finals.get()) is not None:
-            utterance, audio = item
-            try:
-                text = await asyncio.to_thread(self._recorder.perform_final_transcription, audio)
-            except Exception as e:
-                await self.push_error(f"{self}: final transcription failed: {e}", exception=e)
-                continue
+            utterance, audio, interim = item
+            text, source = "", "final"
+            if interim is not None and await asyncio.to_thread(interim.done.wait, 30.0):
+                text, source = format_text(interim.text), "interim"
+            if not text:
+                try:
+                    text = await asyncio.to_thread(
+                        self._recorder.perform_final_transcription, audio
+                    )
+                except Exception as e:
+                    await self.push_error(f"{self}: final transcription failed: {e}", exception=e)
+                    continue
+                source = "final"
             text = (text or "").strip()
-            logger.debug(f"{self}: final #{utterance} [{text}]")
+            self.final_sources.append(source)
+            logger.debug(f"{self}: final #{utterance} from the {source} pass [{text}]")
             if text:
                 frame = TranscriptionFrame(
                     text, self._user_id, time_now_iso8601(), self._settings.language

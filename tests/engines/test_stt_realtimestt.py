@@ -13,7 +13,7 @@ from pipecatapp.embedded import models
 from pipecatapp.errors import ConfigError, EngineUnavailable
 from pipecatapp.services.stt_realtimestt import RealtimeSTTService
 
-from .audio_pipeline import read_pcm16, stream_through, words
+from .audio_pipeline import close_enough, read_pcm16, stream_through, words
 
 QUESTION = "What is the weather like in London today?"
 SECOND = "Please tell me a short story about a dragon."
@@ -39,13 +39,13 @@ async def test_realtimestt_gives_interims_then_the_final(espeak_wav, tmp_path):
 
     assert received.finals, "no final transcript"
     assert len(received.finals) == 1, received.finals
-    assert words(received.finals[0]) == words(QUESTION)
+    assert close_enough(received.finals[0], QUESTION), received.finals
     interims = received.of(InterimTranscriptionFrame)
     ((final_at, final),) = received.of(TranscriptionFrame)
     assert final.finalized, "the final must be marked finalized so the turn can end at once"
     assert interims, "no interim transcript while the user spoke"
     assert all(at < final_at for at, _ in interims), "an interim arrived after the final"
-    assert set(words(interims[0][1].text)) <= set(words(QUESTION)) | {"what's"}
+    assert set(words(interims[0][1].text)) & set(words(QUESTION)), "interim unrelated to speech"
     (latency,) = received.final_latencies()
     final_pass = stt.final_lane.passes[-1]
     print(
@@ -64,7 +64,9 @@ async def test_realtimestt_keeps_utterances_apart(espeak_wav, tmp_path):
 
     received = await stream_through(stt, first + bytes(int(rate * 1.5) * 2) + second, rate)
 
-    assert [words(t) for t in received.finals] == [words(QUESTION), words(SECOND)]
+    assert len(received.finals) == 2, received.finals
+    assert close_enough(received.finals[0], QUESTION), received.finals
+    assert close_enough(received.finals[1], SECOND), received.finals
     # Each utterance's interims belong to it: none of the first's words leak into the second.
     first_final_at = received.of(TranscriptionFrame)[0][0]
     later = [f.text for at, f in received.of(InterimTranscriptionFrame) if at > first_final_at]
@@ -112,9 +114,37 @@ async def test_realtimestt_ends_the_user_turn_in_the_apps_arrangement(espeak_wav
 
     received = await stream_through(stt, pcm, rate, vad_in_aggregator=True)
 
-    assert [words(t) for t in received.finals] == [words(QUESTION)]
+    assert len(received.finals) == 1, received.finals
+    assert close_enough(received.finals[0], QUESTION), received.finals
     assert received.interims, "no interim transcript while the user spoke"
     ((final_at, _),) = received.of(TranscriptionFrame)
     ((turn_end_at, _),) = received.of(UserStoppedSpeakingFrame)
     assert 0 <= turn_end_at - final_at < 0.25, "the turn did not end when the final came"
     print(f"realtimestt: VAD stop -> turn end {received.turn_end_latencies()[0]:.2f}s")
+
+
+@pytest.mark.slow
+async def test_realtimestt_reuses_an_interim_that_heard_everything(espeak_wav, tmp_path):
+    """With a long VAD stop, an interim pass starts after the speech: it becomes the final."""
+    pcm, rate = read_pcm16(espeak_wav(QUESTION, tmp_path / "question.wav"))
+    stt = make_service(beam_size=1)
+
+    received = await stream_through(stt, pcm, rate, vad_stop_secs=2.0, tail_silence=3.5)
+
+    assert len(received.finals) == 1, received.finals
+    assert close_enough(received.finals[0], QUESTION), received.finals
+    assert stt.final_sources == ["interim"], "the complete interim pass was not reused"
+    assert len(stt.final_lane.passes) == 0, "a final pass ran although the interim had it all"
+    print(f"realtimestt reused interim: VAD stop -> final {received.final_latencies()[0]:.2f}s")
+
+
+@pytest.mark.slow
+async def test_realtimestt_beam_finals_always_rerun(espeak_wav, tmp_path):
+    pcm, rate = read_pcm16(espeak_wav(QUESTION, tmp_path / "question.wav"))
+    stt = make_service(beam_size=5)
+
+    received = await stream_through(stt, pcm, rate, vad_stop_secs=2.0, tail_silence=3.5)
+
+    assert len(received.finals) == 1, received.finals
+    assert close_enough(received.finals[0], QUESTION), received.finals
+    assert stt.final_sources == ["final"] and len(stt.final_lane.passes) == 1

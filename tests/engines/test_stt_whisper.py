@@ -9,7 +9,7 @@ from pipecatapp.embedded import models
 from pipecatapp.errors import ConfigError, EngineUnavailable
 from pipecatapp.services.stt_whisper import WhisperSTT
 
-from .audio_pipeline import read_pcm16, stream_through, words
+from .audio_pipeline import close_enough, read_pcm16, stream_through
 
 QUESTION = "What is the weather like in London today?"
 
@@ -27,7 +27,7 @@ async def test_whisper_transcribes_an_utterance(espeak_wav, tmp_path, beam_size)
     received = await stream_through(stt, pcm, rate)
 
     assert len(received.finals) == 1, received.finals
-    assert words(received.finals[0]) == words(QUESTION)
+    assert close_enough(received.finals[0], QUESTION), received.finals
     (latency,) = received.final_latencies()
     print(
         f"whisper base beam={beam_size}: load {stt.load_secs:.2f}s, warm-up "
@@ -62,7 +62,8 @@ async def test_whisper_ends_the_user_turn_in_the_apps_arrangement(espeak_wav, tm
 
     received = await stream_through(stt, pcm, rate, vad_in_aggregator=True)
 
-    assert [words(t) for t in received.finals] == [words(QUESTION)]
+    assert len(received.finals) == 1, received.finals
+    assert close_enough(received.finals[0], QUESTION), received.finals
     ((final_at, _),) = received.of(TranscriptionFrame)
     ((turn_end_at, _),) = received.of(UserStoppedSpeakingFrame)
     assert 0 <= turn_end_at - final_at < 0.25, "the turn did not end when the transcript came"
