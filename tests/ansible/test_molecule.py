@@ -33,10 +33,12 @@ def test_molecule_default_scenario(ansible_tools: SimpleNamespace) -> None:
         pytest.skip(reason)
     started = time.monotonic()
     result = ansible_tools.run(
-        [ansible_tools.tool("molecule"), "test", "-s", "default"], timeout=2400
+        [ansible_tools.tool("molecule"), "test", "-s", "default"],
+        timeout=2400,
+        env={"NO_COLOR": "1", "PY_COLORS": "0"},
     )
     elapsed = time.monotonic() - started
-    output = result.stdout
+    output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
     print(f"molecule test: rc={result.returncode} in {elapsed:.0f}s")
     assert result.returncode == 0, output[-12000:]
     # The idempotence step ran and found nothing to change.
