@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import httpx
 from loguru import logger
+from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
@@ -78,6 +79,14 @@ class Engines:
         self.apology = ApologyPlayer(audio, rate, on_apology=on_apology)
 
 
+def _messages(context: LLMContext) -> list[dict[str, str]]:
+    out = []
+    for m in context.get_messages():
+        if isinstance(m, dict) and isinstance(m.get("content"), str):
+            out.append({"role": str(m.get("role")), "content": m["content"]})
+    return out
+
+
 async def run_session(
     cfg: AppConfig,
     *,
@@ -89,6 +98,7 @@ async def run_session(
     """Run one conversation until the transport ends it; returns its timeline."""
     clock = AppClock()
     timeline = Timeline(clock, cfg.timeline_path or None)
+    context = LLMContext()
     try:
         engines = Engines(cfg, base_url, timeline)
         transport = make_transport(clock, timeline)
@@ -101,6 +111,7 @@ async def run_session(
             apology=engines.apology,
             clock=clock,
             timeline=timeline,
+            context=context,
             rtvi=rtvi,
         )
         runner = WorkerRunner(handle_sigint=handle_sigint)
@@ -108,5 +119,7 @@ async def run_session(
         timeline.write("ready")
         await runner.run()
     finally:
+        # What the conversation holds at the end: after a barge-in, only what was spoken.
+        timeline.write("context", messages=_messages(context))
         timeline.close()
     return timeline

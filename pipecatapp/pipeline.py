@@ -76,9 +76,10 @@ def build_worker(
     apology: FrameProcessor,
     clock: AppClock,
     timeline: Timeline,
+    context: LLMContext | None = None,
     rtvi: bool = False,
 ) -> PipelineWorker:
-    context = LLMContext()
+    context = context if context is not None else LLMContext()
     aggregators = LLMContextAggregatorPair(context, user_params=user_params(cfg))
     pipeline = Pipeline(
         [

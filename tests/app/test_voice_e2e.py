@@ -94,6 +94,14 @@ def test_barge_in_stops_the_bot_and_answers_the_new_question(
     assert transcribe(gap).strip(" .") == ""
     reply = _heard(transcribe, out, second, tmp_path / "reply.wav")
     assert "paris" in reply, f"the bot said {reply!r}"
+    # The context keeps only what was spoken of the interrupted story (whole sentences that
+    # were played), not the rest the LLM had generated.
+    (context,) = [e["messages"] for e in events(timeline) if e["event"] == "context"]
+    roles = [m["role"] for m in context]
+    asked = roles.index("user", 1) if roles.count("user") > 1 else len(roles)
+    story_said = " ".join(m["content"] for m in context[:asked] if m["role"] == "assistant")
+    assert len(story_said) < first["llm_chars"], (story_said, first["llm_chars"])
+    assert context[-1]["role"] == "assistant" and "paris" in context[-1]["content"].lower()
 
 
 def _wait_for(timeline: Path, proc: subprocess.Popen, predicate, timeout: float) -> dict:
