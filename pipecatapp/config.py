@@ -361,6 +361,12 @@ def validate(cfg: AppConfig) -> None:
     if not cfg.stt.language:
         raise ConfigError("stt.language", "must be a language code such as en")
     _choice("tts.engine", cfg.tts.engine, TTS_ENGINES)
+    if cfg.tts.engine == "melotts":
+        for name in ("melo_config", "melo_ckpt"):
+            if not getattr(cfg.tts, name):
+                raise ConfigError(
+                    f"tts.{name}", "MeloTTS needs its local config.json and checkpoint.pth"
+                )
     _between("tts.length_scale", cfg.tts.length_scale, 0.25, 4.0)
     _between("tts.melo_speed", cfg.tts.melo_speed, 0.25, 4.0)
     if not cfg.tts.apology.strip():

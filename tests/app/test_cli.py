@@ -113,3 +113,24 @@ def test_file_session_on_the_tiny_model(tmp_path, tiny_server, espeak_wav):
         assert w.getnchannels() == 1 and w.getsampwidth() == 2
         assert w.getnframes() / w.getframerate() >= 5.0  # on the input's clock
     json.dumps(turn)  # the summary is plain JSON
+
+
+def test_melotts_without_its_files_exits_2_saying_what_is_missing(tmp_path, espeak_wav):
+    wav = espeak_wav("Hello.", tmp_path / "hello.wav")
+    proc = run_app(
+        "-t", "file", "--input", str(wav), "--output", str(tmp_path / "o.wav"),
+        "--llm-url", "http://127.0.0.1:9/v1", "--tts", "melotts",
+        "--set", f"tts.melo_config={tmp_path / 'config.json'}",
+        "--set", f"tts.melo_ckpt={tmp_path / 'checkpoint.pth'}",
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "melotts" in proc.stderr.lower()
+    _no_traceback(proc)
+
+
+def test_melotts_needs_its_paths():
+    proc = run_app("--tts", "melotts", timeout=60)
+    assert proc.returncode == 2
+    assert "tts.melo_config: MeloTTS needs its local config.json" in proc.stderr
+    _no_traceback(proc)
