@@ -33,10 +33,10 @@ from typing import Any
 from ring.jobmodel import Block, Job
 
 _GO = re.compile(r"\{\{.*?\}\}", re.S)
-_SERVICE_FIRST = re.compile(
-    r'\{\{\s*with nomadService "([^"]+)"\s*\}\}\{\{\s*\(index \. 0\)\.(Address|Port)\s*\}\}'
-    r"\{\{\s*end\s*\}\}"
+_SERVICE_WITH = re.compile(
+    r'\{\{\s*with nomadService "([^"]+)"\s*\}\}(.*?)\{\{\s*end\s*\}\}', re.S
 )
+_FIRST_FIELD = re.compile(r"\{\{\s*\(index \. 0\)\.(Address|Port)\s*\}\}")
 _VAR_ITEM = re.compile(
     r'\{\{\s*with nomadVar "([^"]+)"\s*\}\}\{\{\s*\.(\w+)\s*\}\}\{\{\s*end\s*\}\}'
 )
@@ -59,9 +59,10 @@ def render_client_template(
     def service(match: re.Match[str]) -> str:
         regs = services.get(match.group(1), [])
         if not regs:
-            return ""
+            return ""  # `with` over an empty list renders nothing
         address, port = regs[0]
-        return address if match.group(2) == "Address" else str(port)
+        return _FIRST_FIELD.sub(
+            lambda f: address if f.group(1) == "Address" else str(port), match.group(2))
 
     def variable(match: re.Match[str]) -> str:
         path, item = match.group(1), match.group(2)
@@ -72,7 +73,7 @@ def render_client_template(
     def environment(match: re.Match[str]) -> str:
         return env.get(match.group(1), "")
 
-    out = _SERVICE_FIRST.sub(service, text)
+    out = _SERVICE_WITH.sub(service, text)
     out = _VAR_ITEM.sub(variable, out)
     out = _ENV.sub(environment, out)
     leftover = _GO.search(out)
