@@ -31,13 +31,14 @@ die() { echo "acceptance: $*" >&2; exit 1; }
 say() { echo "== $*"; }
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
-: "${NOMAD_ADDR:?set NOMAD_ADDR to the cluster's Nomad API}"
+: "${NOMAD_ADDR:?set NOMAD_ADDR to the Nomad API of the cluster}"
 : "${NOMAD_TOKEN:?set NOMAD_TOKEN to a management token (setup applies ACL policies)}"
 command -v nomad >/dev/null || die "the nomad CLI is not on PATH"
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 
-json() {  # json '<python expression on d>' < document
+# json '<python expression on d>' < document
+json() {
   "$PY" -c "import json,sys; d=json.load(sys.stdin); print($1)"
 }
 
@@ -82,12 +83,14 @@ api_url() {
   nomad operator api /v1/service/primacpp-api 2>/dev/null \
     | json '(f"http://{d[0][\"Address\"]}:{d[0][\"Port\"]}" if d else "")' 2>/dev/null || true
 }
-one_token() {  # one_token URL -> exit 0 when the ring answers one token within 20 s
+# one_token URL -> exit 0 when the ring answers one token within 20 s
+one_token() {
   curl -fsS -m 20 "$1/v1/chat/completions" -H "Authorization: Bearer $API_KEY" \
     -H 'Content-Type: application/json' \
     -d '{"messages":[{"role":"user","content":"ping"}],"max_tokens":1}' >/dev/null 2>&1
 }
-wait_answering() {  # wait_answering LIMIT_SECONDS
+# wait_answering LIMIT_SECONDS
+wait_answering() {
   local deadline=$(( $(date +%s) + $1 )) url
   while [ "$(date +%s)" -lt "$deadline" ]; do
     url=$(api_url)
