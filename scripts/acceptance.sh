@@ -81,7 +81,7 @@ nomad job run -detach jobs/pipecatapp.nomad.hcl
 
 api_url() {
   nomad operator api /v1/service/primacpp-api 2>/dev/null \
-    | json '(f"http://{d[0][\"Address\"]}:{d[0][\"Port\"]}" if d else "")' 2>/dev/null || true
+    | json '"http://%s:%s" % (d[0]["Address"], d[0]["Port"]) if d else ""' 2>/dev/null || true
 }
 # one_token URL -> exit 0 when the ring answers one token within 20 s
 one_token() {
