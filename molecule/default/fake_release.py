@@ -61,7 +61,10 @@ esac
 def gpg(home: Path, *args: str, stdin: bytes | None = None) -> bytes:
     proc = subprocess.run(
         ["gpg", "--batch", "--no-tty", "--homedir", str(home), *args],
-        input=stdin, capture_output=True, timeout=120, check=False,
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     if proc.returncode != 0:
         raise SystemExit(f"gpg {' '.join(args)} failed: {proc.stderr.decode()}")
@@ -87,8 +90,14 @@ def release(directory: Path, version: str, sign_home: Path, tamper: bool) -> Non
         archive.writestr(info, TEST_DOUBLE.replace("@VERSION@", version))
     digest = hashlib.sha256((directory / zip_name).read_bytes()).hexdigest()
     (directory / sums_name).write_text(f"{digest}  {zip_name}\n")
-    gpg(sign_home, "--yes", "--detach-sign", "--output", str(directory / f"{sums_name}.sig"),
-        str(directory / sums_name))
+    gpg(
+        sign_home,
+        "--yes",
+        "--detach-sign",
+        "--output",
+        str(directory / f"{sums_name}.sig"),
+        str(directory / sums_name),
+    )
     if tamper:
         with open(directory / zip_name, "ab") as handle:
             handle.write(b"\0tampered after signing\n")
@@ -109,12 +118,15 @@ def main() -> None:
         release(out / "nomad" / args.version, args.version, trusted, tamper=False)
         release(out / "tampered" / args.version, args.version, trusted, tamper=True)
         release(out / "badsig" / args.version, args.version, other, tamper=False)
-        (out / "test-release-key.asc").write_bytes(
-            gpg(trusted, "--armor", "--export", fingerprint))
+        (out / "test-release-key.asc").write_bytes(gpg(trusted, "--armor", "--export", fingerprint))
         (out / "fingerprint").write_text(fingerprint + "\n")
         for home in (trusted, other):
-            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
-                           capture_output=True, timeout=30, check=False)
+            subprocess.run(
+                ["gpgconf", "--homedir", str(home), "--kill", "all"],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
     print(fingerprint)
 
 

@@ -38,15 +38,37 @@ MIRROR = os.environ.get("PIPECATAPP_DEBIAN_MIRROR", "http://deb.debian.org/debia
 # changes the cache key, so a new rootfs is built.
 PACKAGES = (
     # ansible, sshd and the test network
-    "python3", "python3-apt", "openssh-server", "iproute2", "procps", "ca-certificates",
-    "acl", "sudo", "netcat-openbsd",
+    "python3",
+    "python3-apt",
+    "openssh-server",
+    "iproute2",
+    "procps",
+    "ca-certificates",
+    "acl",
+    "sudo",
+    "netcat-openbsd",
     # roles/nomad
-    "gnupg", "gpgv", "unzip",
+    "gnupg",
+    "gpgv",
+    "unzip",
     # roles/primacpp
-    "build-essential", "cmake", "git", "make", "pkg-config", "libzmq3-dev", "fio", "nftables",
+    "build-essential",
+    "cmake",
+    "git",
+    "make",
+    "pkg-config",
+    "libzmq3-dev",
+    "fio",
+    "nftables",
     # roles/pipecatapp
-    "python3-venv", "python3-pip", "python3-dev", "portaudio19-dev", "libportaudio2",
-    "libsndfile1", "espeak-ng", "alsa-utils",
+    "python3-venv",
+    "python3-pip",
+    "python3-dev",
+    "portaudio19-dev",
+    "libportaudio2",
+    "libsndfile1",
+    "espeak-ng",
+    "alsa-utils",
 )
 SUBNET = "10.213.47"
 HUB_ADDR = f"{SUBNET}.1"
@@ -61,9 +83,7 @@ def cache_dir() -> Path:
 
 
 def run(*args: str, timeout: float = CMD_TIMEOUT, check: bool = True) -> str:
-    proc = subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr}")
     return proc.stdout
@@ -86,8 +106,13 @@ def build_rootfs() -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         print(f"debootstrap {SUITE} into {tmp} (a few minutes, once)", file=sys.stderr)
         run(
-            "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-            SUITE, str(tmp), MIRROR, timeout=1800,
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            SUITE,
+            str(tmp),
+            MIRROR,
+            timeout=1800,
         )
         # Package lists inside, so `apt` with state=present answers from the local cache.
         with contextlib.suppress(SystemExit):
@@ -110,8 +135,10 @@ def wait_free(timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while ns_exists(HUB):
         if time.monotonic() > deadline:
-            raise SystemExit(f"namespace {HUB} still exists after {timeout:.0f}s: another "
-                             "scenario run holds the test network (or run `testnet.py down`)")
+            raise SystemExit(
+                f"namespace {HUB} still exists after {timeout:.0f}s: another "
+                "scenario run holds the test network (or run `testnet.py down`)"
+            )
         time.sleep(2)
 
 
@@ -156,8 +183,9 @@ def host_up(state: Path, lower: Path, index: int, name: str, pubkey: str) -> dic
     write_host_files(hdir / "upper", name, pubkey)
     run("ip", "netns", "add", ns)
     peer = f"{PREFIX}v{index}"
-    run("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", peer,
-        "netns", HUB)
+    run(
+        "ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", peer, "netns", HUB
+    )
     run("ip", "-n", HUB, "link", "set", peer, "master", "br0", "up")
     run("ip", "-n", ns, "link", "set", "lo", "up")
     run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
@@ -166,9 +194,24 @@ def host_up(state: Path, lower: Path, index: int, name: str, pubkey: str) -> dic
     env = dict(os.environ, LOWER=str(lower), DIR=str(hdir), NAME=name, ADDR=addr)
     log = open(hdir / "sshd.log", "wb")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns, "unshare", "--mount", "--uts", "--propagation", "private",
-         "sh", "-c", HOST_SCRIPT],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "unshare",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            HOST_SCRIPT,
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     (hdir / "pid").write_text(str(proc.pid))
     return {"name": name, "namespace": ns, "address": addr}
@@ -179,7 +222,9 @@ def wait_ssh(addr: str, timeout: float) -> None:
     while time.monotonic() < deadline:
         probe = subprocess.run(
             ["ip", "netns", "exec", HUB, "nc", "-z", "-w", "1", addr, "22"],
-            capture_output=True, timeout=10, check=False,
+            capture_output=True,
+            timeout=10,
+            check=False,
         )
         if probe.returncode == 0:
             return
@@ -212,15 +257,33 @@ def serve(state: Path, root: Path) -> None:
     """A plain HTTP server on the hub's address: the release site the nodes download from."""
     log = open(state / "http.log", "wb")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", HUB, sys.executable, "-m", "http.server", "--bind", HUB_ADDR,
-         "--directory", str(root), "8080"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            HUB,
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            HUB_ADDR,
+            "--directory",
+            str(root),
+            "8080",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     (state / "http.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        probe = subprocess.run(["ip", "netns", "exec", HUB, "nc", "-z", "-w", "1", HUB_ADDR,
-                                "8080"], capture_output=True, timeout=10, check=False)
+        probe = subprocess.run(
+            ["ip", "netns", "exec", HUB, "nc", "-z", "-w", "1", HUB_ADDR, "8080"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
         if probe.returncode == 0:
             print(f"http://{HUB_ADDR}:8080")
             return
@@ -243,10 +306,14 @@ def kill_namespace(ns: str) -> None:
 def down(state: Path) -> None:
     names = []
     if (state / "inventory.json").exists():
-        names = [h["namespace"] for h in json.loads((state / "inventory.json").read_text())
-                 ["hosts"]]
-    names += [f"{PREFIX}-{d.name}" for d in (state / "hosts").glob("*")] if (
-        state / "hosts").is_dir() else []
+        names = [
+            h["namespace"] for h in json.loads((state / "inventory.json").read_text())["hosts"]
+        ]
+    names += (
+        [f"{PREFIX}-{d.name}" for d in (state / "hosts").glob("*")]
+        if (state / "hosts").is_dir()
+        else []
+    )
     for ns in dict.fromkeys(names):
         if ns_exists(ns):
             kill_namespace(ns)
