@@ -222,17 +222,17 @@ job "primacpp" {
         }
         # rank 0 serves the API; with the RPC engine the workers serve ggml-rpc-server.
         dynamic "port" {
-          for_each = group.key == 0 ? { api = var.api_port } : {}
-          labels   = [port.key]
+          for_each = group.key == 0 ? ["api"] : []
+          labels   = [port.value]
           content {
-            static = port.value
+            static = var.api_port
           }
         }
         dynamic "port" {
-          for_each = var.engine == "rpc" && group.key > 0 ? { rpc = var.rpc_port } : {}
-          labels   = [port.key]
+          for_each = var.engine == "rpc" && group.key > 0 ? ["rpc"] : []
+          labels   = [port.value]
           content {
-            static = port.value
+            static = var.rpc_port
           }
         }
       }
