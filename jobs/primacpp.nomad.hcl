@@ -238,12 +238,12 @@ job "primacpp" {
       }
 
       # A lone restarted rank cannot rejoin a running ring (it aborts); the watchdog restarts
-      # the whole ring instead. "delay" keeps retrying without failing the allocation, which
-      # could not move anyway: it is pinned to its node.
+      # the whole ring instead, and a dead rank comes back by this policy. "delay" keeps
+      # retrying without failing the allocation, which could not move anyway: it is pinned.
       restart {
-        attempts = 3
+        attempts = 10
         interval = "10m"
-        delay    = "15s"
+        delay    = "5s"
         mode     = "delay"
       }
 

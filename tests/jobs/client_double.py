@@ -220,9 +220,13 @@ class NomadClientDouble:
             self._kill_task(alloc)
 
     def restart(self, alloc_id: str) -> None:
-        """Restart one allocation's task in place, like Nomad's alloc restart API."""
+        """Restart one allocation's task in place, like Nomad's alloc restart API: only a task
+        that is currently running is restarted (one waiting out its restart delay is not)."""
         with self.lock:
             alloc = self.allocs[alloc_id]
+            if alloc.state != "running":
+                self._log(f"restart requested for {alloc.name}: task not running, ignored")
+                return
         self._log(f"restart requested for {alloc.name}")
         self._kill_task(alloc)
         with self.lock:
