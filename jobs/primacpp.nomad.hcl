@@ -151,6 +151,12 @@ variable "nomad_addr" {
   default     = "http://127.0.0.1:4646"
 }
 
+variable "nomad_ca_cert" {
+  type        = string
+  description = "CA certificate file on the node that verifies an https nomad_addr (empty: the system's CAs)."
+  default     = ""
+}
+
 variable "watchdog_interval" {
   type        = number
   description = "Seconds between two watchdog checks."
@@ -374,6 +380,10 @@ EOT
           "--probe-timeout", "${var.probe_timeout}",
           "--load-grace", "${var.load_grace}",
         ]
+      }
+
+      env {
+        NOMAD_CACERT = var.nomad_ca_cert
       }
 
       template {

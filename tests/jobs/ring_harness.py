@@ -139,10 +139,9 @@ def ring(engine: str, model: Path, bin_dir: Path, workdir: Path, *, watchdog: bo
         if not fake.ready.wait(10):
             raise RuntimeError("the fake Nomad API did not start")
         started = time.monotonic()
-        client.start()
-        run = RingRun(job, net, client, fake, api_key, started)
         try:
-            yield run
+            client.start()
+            yield RingRun(job, net, client, fake, api_key, started)
         finally:
             client.stop()
             fake.shutdown()
