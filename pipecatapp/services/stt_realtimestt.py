@@ -49,7 +49,6 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import STTSettings
 from pipecat.services.stt_service import STTService
-from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
 from pipecatapp.errors import ConfigError, EngineUnavailable
@@ -57,6 +56,7 @@ from pipecatapp.services.stt_whisper import (
     check_whisper_settings,
     load_whisper_model,
     warm_up_model,
+    whisper_language,
 )
 
 RECORDER_RATE = 16000
@@ -237,7 +237,7 @@ class RealtimeSTTService(STTService):
         if not 0.2 <= preroll_secs <= 5:
             raise ConfigError("stt.preroll_secs", f"must be 0.2 to 5 seconds, got {preroll_secs}")
         super().__init__(
-            settings=STTSettings(model=model, language=Language(language)),
+            settings=STTSettings(model=model, language=whisper_language(language)),
             ttfs_p99_latency=ttfs_p99_latency,
             **kwargs,
         )
@@ -441,7 +441,10 @@ class RealtimeSTTService(STTService):
         utterance = self._open_utterance
         if loop is None or utterance is None or not text.strip():
             return
-        asyncio.run_coroutine_threadsafe(self._push_interim(utterance, text.strip()), loop)
+        try:
+            asyncio.run_coroutine_threadsafe(self._push_interim(utterance, text.strip()), loop)
+        except RuntimeError:  # the loop closed under us (pipeline ended): nobody to tell
+            logger.debug(f"{self}: interim after the event loop closed dropped")
 
     async def _push_interim(self, utterance: int, text: str) -> None:
         if utterance != self._open_utterance:

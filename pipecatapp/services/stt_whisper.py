@@ -50,6 +50,16 @@ def check_whisper_settings(
         raise ConfigError("stt.compute_type", "empty: use int8 on a CPU")
 
 
+def whisper_language(language: str) -> Language:
+    """pipecat's Language for a code such as ``en``; ConfigError naming stt.language if unknown."""
+    try:
+        return Language(language)
+    except ValueError:
+        raise ConfigError(
+            "stt.language", f"{language!r} is not a language code Whisper knows (e.g. en, de, fr)"
+        ) from None
+
+
 def load_whisper_model(model: str, *, cpu_threads: int, compute_type: str) -> WhisperModel:
     """Load a faster-whisper model on the CPU, turning load failures into EngineUnavailable."""
     path = Path(model).expanduser()
@@ -123,7 +133,7 @@ class WhisperSTT(WhisperSTTService):
         super().__init__(
             device="cpu",
             compute_type=compute_type,
-            settings=WhisperSTTService.Settings(model=model, language=Language(language)),
+            settings=WhisperSTTService.Settings(model=model, language=whisper_language(language)),
             ttfs_p99_latency=ttfs_p99_latency,
             **kwargs,
         )

@@ -98,6 +98,7 @@ def test_realtimestt_refuses_a_missing_silero_model(tmp_path):
         ("stt.beam_size", {"beam_size": 0}),
         ("stt.realtime_pause_secs", {"realtime_pause_secs": 0}),
         ("stt.preroll_secs", {"preroll_secs": 0.0}),
+        ("stt.language", {"language": "klingon"}),
     ],
 )
 def test_realtimestt_names_the_bad_setting(setting, overrides):

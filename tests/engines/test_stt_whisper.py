@@ -43,7 +43,11 @@ def test_whisper_refuses_a_missing_model_directory(tmp_path):
 
 @pytest.mark.parametrize(
     ("setting", "kwargs"),
-    [("stt.beam_size", {"beam_size": 0}), ("stt.cpu_threads", {"cpu_threads": -1})],
+    [
+        ("stt.beam_size", {"beam_size": 0}),
+        ("stt.cpu_threads", {"cpu_threads": -1}),
+        ("stt.language", {"language": "english"}),
+    ],
 )
 def test_whisper_names_the_bad_setting(setting, kwargs):
     args = {"model": "base", "beam_size": 1, "cpu_threads": 1, "language": "en"} | kwargs
