@@ -265,6 +265,9 @@ class NomadClientDouble:
             env[f"NOMAD_IP_{label}"] = alloc.placement.address
             env[f"NOMAD_PORT_{label}"] = str(port)
             env[f"NOMAD_ADDR_{label}"] = f"{alloc.placement.address}:{port}"
+        env_block = alloc.task.child("env")
+        if env_block is not None:
+            env.update({k: self._interpolate(str(v), env) for k, v in env_block.attrs.items()})
         identity = alloc.task.child("identity")
         if identity is not None and identity.attrs.get("env") is True:
             env["NOMAD_TOKEN"] = self.identity_token  # the task's workload identity
