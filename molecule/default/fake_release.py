@@ -12,8 +12,9 @@ Writes, under OUT, the layout of releases.hashicorp.com for one version:
                                                 HashiCorp's (nomad_gpg_key_file/_fingerprint)
 
 The binary in the zip is `nomad_test_double`: a shell script that answers `version` and
-`config validate` (a structural check: balanced braces, a data_dir, at least one file) and
-otherwise sleeps as a stand-in agent. It is not Nomad and says so.
+`config validate` (a structural check: balanced braces, a data_dir, at least one file), and as
+`agent` answers only the ACL bootstrap call on 127.0.0.1 (200 once, then 400 "already done",
+as Nomad does). It is not Nomad and says so.
 """
 
 from __future__ import annotations
@@ -48,7 +49,35 @@ case "$1" in
     echo "Configuration is valid! (structural check by nomad_test_double)"
     ;;
   agent)
-    exec sleep infinity
+    # Stands in for the agent: sleeps, and answers the one HTTP call the role makes
+    # (ACL bootstrap) on the configured http port, like Nomad: 200 once, then 400.
+    shift
+    [ "${1:-}" = -config ] && dir="$2" || dir=/etc/nomad.d
+    exec python3 - "$dir" <<'PY'
+import http.server, json, pathlib, re, sys
+text = "\n".join(p.read_text() for p in sorted(pathlib.Path(sys.argv[1]).glob("*.hcl")))
+port = int((re.search(r"(?m)^\s*http\s*=\s*(\d+)\s*$", text) or [0, 4646])[1])
+data = pathlib.Path(re.search(r'(?m)^data_dir\s*=\s*"([^"]+)"', text)[1])
+done = data / "nomad_test_double.acl-bootstrapped"
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if self.path != "/v1/acl/bootstrap":
+            code, out = 404, b"nomad_test_double: only /v1/acl/bootstrap"
+        elif done.exists():
+            code, out = 400, b"ACL bootstrap already done (reset index: 7)"
+        else:
+            done.write_text("bootstrapped\n")
+            code = 200
+            token = {"SecretID": body.get("BootstrapSecret", ""), "Type": "management"}
+            out = json.dumps(token).encode()
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(out)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+PY
     ;;
   *)
     echo "nomad_test_double: '$1' is not implemented" >&2

@@ -1,5 +1,6 @@
-"""The nomad role where systemd runs: the unit starts, a second run changes nothing, and a
-configuration change goes through the validate handler and restarts the agent.
+"""The nomad role where systemd runs: the unit starts, ACLs are bootstrapped once with the
+operator's secret, a second run changes nothing, and a configuration change goes through the
+validate handler and restarts the agent.
 
 The host is a podman container (runc) with systemd as PID 1 (molecule/default/podmanhost.py);
 the release comes from a local artifact directory (`nomad_artifact_dir`, the air-gapped path),
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.molecule
 
 SCENARIO = Path(__file__).resolve().parents[2] / "molecule" / "default"
 HOST = "pipecatapp-nomad-systemd"
+ACL_SECRET = "3f0c2a4e-9b1d-4c6e-8a7f-5d2b1e0c9a84"  # a test value, not a real token
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
 
 
@@ -77,6 +79,7 @@ def systemd_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 "nomad_advertise_address": "127.0.0.1",
                 # The container's hard open-file limit is 1024 (podmanhost.py).
                 "nomad_limit_nofile": 1024,
+                "nomad_acl_bootstrap_secret": ACL_SECRET,
             },
             "children": {
                 "nomad_servers": {"hosts": {HOST: None}},
@@ -120,6 +123,11 @@ def test_unit_starts_is_idempotent_and_restarts_on_change(
 ) -> None:
     first = converge(ansible_tools, systemd_host)
     assert changed(first) > 0
+    # ACL bootstrap against the running agent (the double answers it like Nomad: once).
+    assert re.search(
+        r"TASK \[nomad : Bootstrap the ACL system[^\n]*\n(?:[^\n]*\n)??changed: ", first
+    )
+    assert ACL_SECRET not in first
     assert "nomad_service_manager resolved to 'none'" not in first
     assert in_host("systemctl", "is-active", "nomad") == "active"
     assert in_host("systemctl", "is-enabled", "nomad") == "enabled"
@@ -130,6 +138,7 @@ def test_unit_starts_is_idempotent_and_restarts_on_change(
 
     again = converge(ansible_tools, systemd_host)
     assert changed(again) == 0
+    assert "TASK [nomad : Bootstrap the ACL system" in again  # ran, answered "already done"
     assert in_host("systemctl", "show", "-p", "MainPID", "--value", "nomad") == pid_before
 
     changed_config = converge(ansible_tools, systemd_host, "-e", "nomad_log_level=DEBUG")
