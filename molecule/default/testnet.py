@@ -304,21 +304,10 @@ def kill_namespace(ns: str) -> None:
 
 
 def down(state: Path) -> None:
-    names = []
-    if (state / "inventory.json").exists():
-        names = [
-            h["namespace"] for h in json.loads((state / "inventory.json").read_text())["hosts"]
-        ]
-    names += (
-        [f"{PREFIX}-{d.name}" for d in (state / "hosts").glob("*")]
-        if (state / "hosts").is_dir()
-        else []
-    )
-    for ns in dict.fromkeys(names):
-        if ns_exists(ns):
-            kill_namespace(ns)
-    if ns_exists(HUB):
-        kill_namespace(HUB)
+    """Every namespace this tool names (prefix `pcm-`), even if the state directory is gone."""
+    ours = [ns for ns in run("ip", "netns", "list").split() if ns.startswith(f"{PREFIX}-")]
+    for ns in sorted(ours, key=lambda n: n == HUB):  # the hub (and its HTTP server) last
+        kill_namespace(ns)
     shutil.rmtree(state / "hosts", ignore_errors=True)
 
 
