@@ -147,11 +147,9 @@ class _Parser:
         if self.peek().text != "?":
             return cond
         self.take("?")
-        start = self.pos
-        yes = self.ternary()
+        yes = self.ternary()  # both branches are evaluated: keep them free of side effects
         self.take(":")
         no = self.ternary()
-        del start
         return yes if cond else no
 
     _LEVELS: tuple[tuple[str, ...], ...] = (
