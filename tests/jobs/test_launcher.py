@@ -129,6 +129,20 @@ def test_discovery_gives_up_after_its_timeout(tmp_path: Path, settings: dict[str
     assert "PRIMACPP_RANK_IPS: no address yet" in result.stderr
 
 
+def test_a_stop_while_waiting_for_peers_is_a_clean_exit(tmp_path: Path,
+                                                       settings: dict[str, str]):
+    file = _write(tmp_path / "ring.env", {**settings, "PRIMACPP_RANK_IPS": "",
+                                          "PRIMACPP_DISCOVERY_TIMEOUT": "60"})
+    proc = subprocess.Popen([SYSTEM_PYTHON, str(LAUNCHER), "--settings", str(file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)  # the job's kill_signal
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "stopped by signal 2 before the engine started" in err
+    assert "Traceback" not in err
+
+
 def _ring(**changes: object) -> object:
     base = {
         "engine": "primacpp", "rank": 0, "world": 3, "layer_window": [10, 10, 10],
