@@ -105,6 +105,10 @@ def build_app(start_session: SessionStarter) -> Any:
     @app.on_event("shutdown")
     async def shutdown() -> None:
         await handler.close()
+        for task in list(sessions):
+            task.cancel()
+        if sessions:
+            await asyncio.wait(list(sessions), timeout=10)
 
     return app
 
