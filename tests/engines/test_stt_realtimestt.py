@@ -16,7 +16,13 @@ from pipecatapp.services.stt_realtimestt import RealtimeSTTService
 from .audio_pipeline import close_enough, read_pcm16, stream_through, words
 
 QUESTION = "What is the weather like in London today?"
-SECOND = "Please tell me a short story about a dragon."
+# Long enough (about 7 s) for interim passes to finish while it is spoken even when the two
+# cores are shared (a pass then takes up to 2.5 s; interims landing after the VAD stop are
+# dropped as stale). Said with a VAD stop_secs of 0.5 s: espeak-ng breathes after "dragon".
+LONG = (
+    "Please tell me a short story about a friendly dragon who lives in a cave by the sea "
+    "and reads books all day."
+)
 
 
 def make_service(**overrides) -> RealtimeSTTService:
@@ -32,26 +38,27 @@ def make_service(**overrides) -> RealtimeSTTService:
 
 @pytest.mark.slow
 async def test_realtimestt_gives_interims_then_the_final(espeak_wav, tmp_path):
-    pcm, rate = read_pcm16(espeak_wav(QUESTION, tmp_path / "question.wav"))
+    pcm, rate = read_pcm16(espeak_wav(LONG, tmp_path / "long.wav"))
     stt = make_service()
 
-    received = await stream_through(stt, pcm, rate)
+    # stop_secs 0.5: espeak-ng's short breath after "dragon" is not the end of the utterance.
+    received = await stream_through(stt, pcm, rate, vad_stop_secs=0.5)
 
     assert received.finals, "no final transcript"
     assert len(received.finals) == 1, received.finals
-    assert close_enough(received.finals[0], QUESTION), received.finals
+    assert close_enough(received.finals[0], LONG, max_errors=2), received.finals
     interims = received.of(InterimTranscriptionFrame)
     ((final_at, final),) = received.of(TranscriptionFrame)
     assert final.finalized, "the final must be marked finalized so the turn can end at once"
     assert interims, "no interim transcript while the user spoke"
     assert all(at < final_at for at, _ in interims), "an interim arrived after the final"
-    assert set(words(interims[0][1].text)) & set(words(QUESTION)), "interim unrelated to speech"
+    # The first interim may be a fragment ("Clean" for "Please..."); later ones carry words.
+    last_interim = words(interims[-1][1].text)
+    assert len(set(last_interim) & set(words(LONG))) >= 3, received.interims
     (latency,) = received.final_latencies()
-    final_pass = stt.final_lane.passes[-1]
     print(
         f"realtimestt: ready in {stt.load_secs:.2f}s; interims {received.interims}; "
-        f"VAD stop -> final {latency:.2f}s; final pass {final_pass.took_secs:.2f}s "
-        f"for {final_pass.audio_secs:.1f}s of audio"
+        f"VAD stop -> final {latency:.2f}s (from the {stt.final_sources[0]} pass)"
     )
     assert latency < 10
 
@@ -59,14 +66,15 @@ async def test_realtimestt_gives_interims_then_the_final(espeak_wav, tmp_path):
 @pytest.mark.slow
 async def test_realtimestt_keeps_utterances_apart(espeak_wav, tmp_path):
     first, rate = read_pcm16(espeak_wav(QUESTION, tmp_path / "first.wav"))
-    second, _ = read_pcm16(espeak_wav(SECOND, tmp_path / "second.wav"))
+    second, _ = read_pcm16(espeak_wav(LONG, tmp_path / "second.wav"))
     stt = make_service()
 
-    received = await stream_through(stt, first + bytes(int(rate * 1.5) * 2) + second, rate)
+    audio = first + bytes(int(rate * 1.5) * 2) + second
+    received = await stream_through(stt, audio, rate, vad_stop_secs=0.5)
 
     assert len(received.finals) == 2, received.finals
     assert close_enough(received.finals[0], QUESTION), received.finals
-    assert close_enough(received.finals[1], SECOND), received.finals
+    assert close_enough(received.finals[1], LONG, max_errors=2), received.finals
     # Each utterance's interims belong to it: none of the first's words leak into the second.
     first_final_at = received.of(TranscriptionFrame)[0][0]
     later = [f.text for at, f in received.of(InterimTranscriptionFrame) if at > first_final_at]
@@ -110,13 +118,13 @@ def test_realtimestt_names_the_bad_setting(setting, overrides):
 @pytest.mark.slow
 async def test_realtimestt_ends_the_user_turn_in_the_apps_arrangement(espeak_wav, tmp_path):
     """VAD in the user aggregator (frames come back upstream); the final ends the turn."""
-    pcm, rate = read_pcm16(espeak_wav(QUESTION, tmp_path / "question.wav"))
+    pcm, rate = read_pcm16(espeak_wav(LONG, tmp_path / "long.wav"))
     stt = make_service()
 
-    received = await stream_through(stt, pcm, rate, vad_in_aggregator=True)
+    received = await stream_through(stt, pcm, rate, vad_in_aggregator=True, vad_stop_secs=0.5)
 
     assert len(received.finals) == 1, received.finals
-    assert close_enough(received.finals[0], QUESTION), received.finals
+    assert close_enough(received.finals[0], LONG, max_errors=2), received.finals
     assert received.interims, "no interim transcript while the user spoke"
     ((final_at, _),) = received.of(TranscriptionFrame)
     ((turn_end_at, _),) = received.of(UserStoppedSpeakingFrame)
