@@ -126,12 +126,19 @@ def test_ring_streams_an_answer(engine: tuple[str, Path], smollm2: Path, tmp_pat
               f"first token {ttft:.2f}s")
 
 
+@pytest.mark.parametrize(("interval", "kill"), [
+    pytest.param(2, (1, 2, 0), id="each-rank"),
+    # Slower checks: Nomad's restart policy (5 s) brings the dead rank back first, so every
+    # task runs again and only the lone restart tells the watchdog that the ring is broken.
+    pytest.param(6, (1,), id="lone-restart"),
+])
 def test_watchdog_restarts_the_whole_ring_when_any_rank_dies(
-    engine: tuple[str, Path], smollm2: Path, tmp_path: Path
+    engine: tuple[str, Path], smollm2: Path, tmp_path: Path, interval: int,
+    kill: tuple[int, ...]
 ):
     name, bin_dir = engine
     with ring(name, smollm2, bin_dir, tmp_path, watchdog=True, subnet="10.231.78",
-              watchdog_interval=2, probe_timeout=10, load_grace=60) as run:
+              watchdog_interval=interval, probe_timeout=10, load_grace=60) as run:
         try:
             run.wait_answering(240)
         except TimeoutError:
@@ -145,7 +152,7 @@ def test_watchdog_restarts_the_whole_ring_when_any_rank_dies(
 
         rank_allocs = {a.id for a in run.client.allocs.values() if a.name.startswith("rank-")}
         figures = []
-        for rank in (1, 2, 0):
+        for rank in kill:
             before = len(run.fake.restarts)
             answers_before = watchdog_log.read_text().count("ring answers")
             pid = run.client.engine_pid(f"rank-{rank}")
@@ -163,8 +170,13 @@ def test_watchdog_restarts_the_whole_ring_when_any_rank_dies(
                             f"{watchdog_log.read_text()}\n{run.logs()}")
             recovered = time.monotonic() - killed
             restarted = {alloc_id for alloc_id, _ in run.fake.restarts[before:]}
-            assert restarted == rank_allocs, (
-                f"rank {rank} killed: the watchdog restarted {restarted}, not the whole ring")
+            assert restarted in (set(), rank_allocs), (
+                f"rank {rank} killed: the watchdog restarted part of the ring: {restarted}")
+            if name == "primacpp" or interval == 2:
+                # A prima.cpp ring never takes a rank back; with quick checks the watchdog
+                # acts before Nomad's restart policy, for either engine.
+                assert restarted == rank_allocs, (
+                    f"rank {rank} killed: the watchdog did not restart the whole ring")
             figures.append(f"rank {rank}: {recovered:.1f}s")
             assert recovered <= RECOVERY_LIMIT_S
             # Settle: the watchdog itself has seen the healed ring answer its probe.
@@ -179,4 +191,5 @@ def test_watchdog_restarts_the_whole_ring_when_any_rank_dies(
         assert len(run.fake.restarts) == settled, "the watchdog restarted a healthy ring"
         # Least privilege: nothing outside read-job + alloc-lifecycle was needed.
         assert run.fake.refused == []
-        print(f"\n[{name}] recovery after kill -9 (kill to first answer): {', '.join(figures)}")
+        print(f"\n[{name}, watchdog every {interval}s] recovery after kill -9 (kill to first "
+              f"answer): {', '.join(figures)}")

@@ -95,6 +95,16 @@ def test_a_rank_restarted_alone_breaks_the_ring_even_if_it_runs_again():
     assert "restarted alone" in doc.observe(lone, wd.PROBE_FAILED, 12.0)
 
 
+def test_a_lone_restart_the_ring_survived_is_accepted():
+    doc = doctor()
+    doc.observe(view(*HEALTHY), wd.PROBE_OK, 0.0)
+    lone = view(alloc(0, restarts=1), alloc(1, restarts=1), alloc(2))
+    assert doc.observe(lone, wd.PROBE_OK, 10.0) is None
+    assert doc.notes == ["new ring generation: rank(s) [0, 1] restarted and the ring answers"]
+    assert doc.observe(lone, wd.PROBE_OK, 12.0) is None  # the new state is the baseline
+    assert doc.notes == []
+
+
 def test_every_rank_restarted_together_is_a_new_ring_not_a_failure():
     doc = doctor()
     doc.observe(view(*HEALTHY), wd.PROBE_OK, 0.0)
