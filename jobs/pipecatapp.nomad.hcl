@@ -24,6 +24,12 @@ variable "config_file" {
   default     = "/etc/pipecatapp/config.yaml"
 }
 
+variable "user" {
+  type        = string
+  description = "User the app runs as (the exec driver refuses root by default); it must be able to read config_file (pipecatapp role: pipecatapp_config_group = \"nogroup\" for nobody)."
+  default     = "nobody"
+}
+
 variable "transport" {
   type        = string
   description = "Audio transport: \"webrtc\" (browser client served by the app) or \"local\" (the node's own microphone and speaker)."
@@ -106,6 +112,7 @@ job "pipecatapp" {
 
     task "app" {
       driver      = "exec"
+      user        = var.user
       kill_signal = "SIGINT"
 
       # NOMAD_TOKEN = the task's workload identity: enough to read service registrations.
