@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="quick pass with the tiny model (what CI runs)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="rounds per LLM measurement (default 5, smoke 2)")
+                        help="rounds per LLM measurement (default 3, smoke 2)")
     parser.add_argument("--turns", type=int, default=None,
                         help="turns of the scripted voice conversation (default 10, smoke 2)")
     parser.add_argument("--out", type=Path, default=RESULTS,
@@ -59,15 +59,19 @@ def main(argv: list[str] | None = None) -> int:
             model = smollm2_gguf()
         if args.suite in ("llm", "all"):
             run = llm.run(model, smoke=args.smoke, repeats=args.repeats or (2 if args.smoke
-                                                                             else 5),
+                                                                             else 3),
                           logs=logs, progress=_progress)
             for table in llm.tables(run):
                 sections.append(table.markdown())
                 print(table.markdown(), flush=True)
             plots += llm.plots(run, args.out)
         if args.suite in ("voice", "all"):
-            from bench import voice
+            from bench import components, voice
 
+            parts = components.run(args.out / "voice", smoke=args.smoke, progress=_progress)
+            for table in components.tables(parts):
+                sections.append(table.markdown())
+                print(table.markdown(), flush=True)
             vrun = voice.run(model, smoke=args.smoke, turns=args.turns or (2 if args.smoke
                                                                            else 10),
                              work=args.out / "voice", progress=_progress)

@@ -128,6 +128,7 @@ class LlamaServer:
         self.binary = binary
         self.env = dict(env or {})
         self.log_path = log_path
+        self._auto_log = log_path is None  # a log we created is removed after a clean stop
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
@@ -220,6 +221,7 @@ class LlamaServer:
                 pass
             if time.monotonic() > deadline:
                 tail = self.log_tail()
+                self._auto_log = False  # keep the log: the message points to it
                 self.stop()
                 raise EngineUnavailable(
                     f"llama-server did not become ready within {timeout:.0f} s "
@@ -228,8 +230,12 @@ class LlamaServer:
             time.sleep(0.05)
 
     def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL if it has not exited after ``grace`` seconds."""
+        """SIGTERM, then SIGKILL if it has not exited after ``grace`` seconds.
+
+        A log file this object created itself is deleted when the server was running until
+        now (a clean stop); it is kept when the server had died, for the post-mortem."""
         proc = self._proc
+        clean = proc is not None and proc.poll() is None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -240,6 +246,9 @@ class LlamaServer:
         self._proc = None
         self._close_log()
         _LIVE.discard(self)
+        if clean and self._auto_log and self.log_path is not None:
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
 
     def _close_log(self) -> None:
         log = self._log_file

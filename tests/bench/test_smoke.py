@@ -62,6 +62,11 @@ def test_voice_smoke(tmp_path: Path) -> None:
         assert rows[profile][4].endswith("/2")
     stages = _rows(results, "Voice: where the time goes")
     assert any(r[0] == "STT (Whisper)" and _number(r[1]) > 0 for r in stages)
+    whisper = _rows(results, "Components: Whisper base")
+    assert {(r[0], r[1]) for r in whisper} == {("1", "1"), ("5", "1"), ("1", "2"), ("5", "2")}
+    assert all(_number(r[2]) > 0 for r in whisper)
+    piper = _rows(results, "Components: Piper joe-medium")
+    assert _number(piper[0][1].removesuffix(" s")) > 0
     for name in ("voice_stages.png", "voice_latency.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG
     assert (tmp_path / "voice" / "tuned" / "timeline.jsonl").stat().st_size > 0

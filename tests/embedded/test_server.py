@@ -136,3 +136,13 @@ def test_stop_kills_a_process_that_ignores_sigterm(tiny_gguf: Path, tmp_path: Pa
     server.stop(grace=0.5)
     assert not server.running()
     assert 0.4 < time.monotonic() - started < 5
+
+
+def test_own_log_is_removed_after_a_clean_stop(tiny_gguf: Path, llama_bin: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    monkeypatch.setenv("PIPECATAPP_CACHE_DIR", str(tmp_path))
+    with LlamaServer(tiny_gguf, binary=llama_bin / "llama-server") as server:
+        log = server.log_path
+        assert log is not None and log.parent == tmp_path / "logs" and log.is_file()
+    assert not log.exists()
