@@ -36,7 +36,7 @@ def resolve_llm(cfg: AppConfig, stack: contextlib.ExitStack) -> str:
     if not model.is_file():
         raise EngineUnavailable(f"llm.embedded_model: {model} is not a GGUF file")
     logger.info(f"embedded mode: starting llama-server on {model.name}")
-    srv = server.LlamaServer(model, threads=cfg.llm.embedded_threads)
+    srv = server.LlamaServer(model, threads=cfg.llm.embedded_threads, ctx=4096)
     stack.callback(srv.stop)
     srv.start()
     srv.wait_ready(120)

@@ -56,6 +56,7 @@ class LLMConfig:
     temperature: float = 0.2
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     first_token_timeout: float = 4.0  # seconds without a first token -> spoken apology
+    max_history: int = 16  # messages of conversation sent to the LLM (bounded context)
     service: str = "primacpp-api"  # Nomad service name looked up when url is empty
     nomad_addr: str = ""
     nomad_token: str = field(default="", repr=False)
@@ -351,6 +352,7 @@ def validate(cfg: AppConfig) -> None:
     _between("llm.max_tokens", cfg.llm.max_tokens, 1, 4096)
     _between("llm.temperature", cfg.llm.temperature, 0.0, 2.0)
     _between("llm.first_token_timeout", cfg.llm.first_token_timeout, 0.1, 120.0)
+    _between("llm.max_history", cfg.llm.max_history, 1, 1000)
     _between("llm.embedded_threads", cfg.llm.embedded_threads, 1, 256)
     if not cfg.llm.service:
         raise ConfigError("llm.service", "must name the Nomad service of the LLM")

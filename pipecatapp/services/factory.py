@@ -2,32 +2,20 @@
 
 Engine adapters live one per file beside this one (stt_whisper, stt_realtimestt, tts_piper,
 tts_melotts, llm_openai). Model paths left empty in the configuration resolve to the embedded
-defaults from PyPI packages (pipecatapp.embedded.models).
+defaults from PyPI packages (pipecatapp.embedded.models). Heavy engines are imported only when
+chosen.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
 
-from loguru import logger
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 
 from pipecatapp.config import AppConfig
-from pipecatapp.errors import ConfigError, EngineUnavailable
+from pipecatapp.errors import ConfigError
 from pipecatapp.services.llm_openai import LocalOpenAILLMService
-
-
-def _adapter(module: str) -> Any | None:
-    """An engine adapter module of this package, or None while it does not exist."""
-    try:
-        return importlib.import_module(f"pipecatapp.services.{module}")
-    except ModuleNotFoundError as e:
-        if e.name == f"pipecatapp.services.{module}":
-            return None
-        raise
 
 
 def stt_model(cfg: AppConfig) -> str:
@@ -41,27 +29,19 @@ def stt_model(cfg: AppConfig) -> str:
 def build_stt(cfg: AppConfig) -> STTService:
     s = cfg.stt
     model = stt_model(cfg)
+    if s.engine == "whisper" and cfg.profile == "stock":
+        # pipecat's own service, untouched: beam 5, library thread default, no warm-up.
+        from pipecat.services.whisper.stt import WhisperSTTService
+
+        return WhisperSTTService(
+            device="cpu",
+            compute_type=s.compute_type,
+            settings=WhisperSTTService.Settings(model=model, language=s.language),
+        )
     if s.engine == "whisper":
-        if cfg.profile == "stock":
-            # pipecat's own service, untouched: beam 5, library thread default.
-            from pipecat.services.whisper.stt import WhisperSTTService
+        from pipecatapp.services.stt_whisper import WhisperSTT
 
-            return WhisperSTTService(
-                device="cpu",
-                compute_type=s.compute_type,
-                settings=WhisperSTTService.Settings(model=model, language=s.language),
-            )
-        mod = _adapter("stt_whisper")
-        if mod is None:
-            from pipecat.services.whisper.stt import WhisperSTTService
-
-            logger.warning("stt_whisper adapter missing: pipecat's WhisperSTTService (beam 5)")
-            return WhisperSTTService(
-                device="cpu",
-                compute_type=s.compute_type,
-                settings=WhisperSTTService.Settings(model=model, language=s.language),
-            )
-        return mod.WhisperSTT(
+        return WhisperSTT(
             model=model,
             beam_size=s.beam_size,
             cpu_threads=s.cpu_threads,
@@ -69,12 +49,10 @@ def build_stt(cfg: AppConfig) -> STTService:
             compute_type=s.compute_type,
         )
     if s.engine == "realtimestt":
-        mod = _adapter("stt_realtimestt")
-        if mod is None:
-            raise EngineUnavailable("stt.engine=realtimestt: its adapter is not installed yet")
         from pipecatapp.embedded import models
+        from pipecatapp.services.stt_realtimestt import RealtimeSTTService
 
-        return mod.RealtimeSTTService(
+        return RealtimeSTTService(
             model=model,
             beam_size=s.beam_size,
             cpu_threads=s.cpu_threads,
@@ -99,30 +77,17 @@ def piper_voice_path(cfg: AppConfig) -> Path:
 def build_tts(cfg: AppConfig) -> TTSService:
     t = cfg.tts
     if t.engine == "piper":
-        voice = piper_voice_path(cfg)
-        mod = _adapter("tts_piper")
-        if mod is None:
-            from pipecat.services.piper.tts import PiperTTSService
+        from pipecatapp.services.tts_piper import PiperTTS
 
-            name = voice.name.removesuffix(".onnx")
-            return PiperTTSService(
-                download_dir=voice.parent, settings=PiperTTSService.Settings(voice=name)
-            )
-        return mod.PiperTTS(
-            voice_path=str(voice),
+        return PiperTTS(
+            voice_path=str(piper_voice_path(cfg)),
             length_scale=t.length_scale,
             speaker=None if t.speaker < 0 else t.speaker,
         )
     if t.engine == "melotts":
-        mod = _adapter("tts_melotts")
-        if mod is None:
-            raise EngineUnavailable("tts.engine=melotts: its adapter is not installed yet")
-        if not t.melo_config or not t.melo_ckpt:
-            raise ConfigError(
-                "tts.melo_config" if not t.melo_config else "tts.melo_ckpt",
-                "MeloTTS needs a local config.json and checkpoint.pth",
-            )
-        return mod.MeloTTSService(
+        from pipecatapp.services.tts_melotts import MeloTTSService
+
+        return MeloTTSService(
             config_path=t.melo_config,
             ckpt_path=t.melo_ckpt,
             language=t.melo_language,
@@ -133,17 +98,11 @@ def build_tts(cfg: AppConfig) -> TTSService:
 
 
 def render_apology(cfg: AppConfig, tts: TTSService) -> tuple[bytes, int]:
-    """The apology as PCM16 mono and its sample rate, synthesized once before the pipeline runs."""
-    common = _adapter("tts_common")
-    if common is not None:
-        return common.render_speech(tts, cfg.tts.apology)
-    if cfg.tts.engine != "piper":
-        raise EngineUnavailable("cannot pre-render the apology without tts_common")
-    from piper import PiperVoice
+    """The apology as PCM16 mono and its sample rate, synthesized once before the pipeline
+    runs (so it plays even when everything else is failing)."""
+    from pipecatapp.services.tts_common import render_speech
 
-    voice = PiperVoice.load(str(piper_voice_path(cfg)))
-    chunks = list(voice.synthesize(cfg.tts.apology))
-    return b"".join(c.audio_int16_bytes for c in chunks), chunks[0].sample_rate
+    return render_speech(tts, cfg.tts.apology)
 
 
 def build_llm(cfg: AppConfig, base_url: str) -> LocalOpenAILLMService:
@@ -156,4 +115,5 @@ def build_llm(cfg: AppConfig, base_url: str) -> LocalOpenAILLMService:
         temperature=llm.temperature,
         system_prompt=llm.system_prompt,
         first_token_timeout=llm.first_token_timeout,
+        max_history=llm.max_history,
     )

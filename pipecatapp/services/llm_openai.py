@@ -41,8 +41,10 @@ class LocalOpenAILLMService(OpenAILLMService):
         temperature: float = 0.2,
         system_prompt: str = "",
         first_token_timeout: float = 4.0,
+        max_history: int = 16,
     ) -> None:
         self._secret = api_key
+        self._max_history = max_history
         self._first_token_timeout = first_token_timeout
         self._deadline: asyncio.Timeout | None = None
         super().__init__(
@@ -81,7 +83,21 @@ class LocalOpenAILLMService(OpenAILLMService):
             self._deadline = None
         await super()._push_llm_text(text)
 
+    def _trim(self, context: LLMContext) -> None:
+        """Keep the last ``max_history`` messages (from a user message on), so a long
+        conversation never outgrows the server's context window (which would fail every turn
+        from then on with HTTP 400)."""
+        messages = context.get_messages()
+        if len(messages) <= self._max_history:
+            return
+        kept = messages[-self._max_history :]
+        while kept and not (isinstance(kept[0], dict) and kept[0].get("role") == "user"):
+            kept = kept[1:]
+        if kept:
+            context.set_messages(kept)
+
     async def _process_context(self, context: LLMContext) -> None:
+        self._trim(context)
         try:
             async with asyncio.timeout(self._first_token_timeout) as deadline:
                 self._deadline = deadline

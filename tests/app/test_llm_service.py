@@ -127,3 +127,19 @@ async def test_apology_is_pre_rendered_speech():
     played = b"".join(f.audio for f in down if isinstance(f, TTSAudioRawFrame))
     assert played == audio
     assert reasons == ["down"]
+
+
+async def test_history_is_bounded(tiny_server):
+    llm = _llm(tiny_server.base_url, max_tokens=2, max_history=4)
+    context = LLMContext(
+        messages=[
+            {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"}
+            for i in range(11)
+        ]
+    )
+    down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(context)])
+    kept = context.get_messages()
+    assert len(kept) <= 4
+    assert kept[0]["role"] == "user"
+    assert kept[-1]["content"] == "message 10"
+    assert _texts(down)
