@@ -24,6 +24,7 @@ from tests.app.voice import (
     cut,
     duration,
     events,
+    read_pcm,
     run_app,
     turns,
 )
@@ -88,10 +89,10 @@ def test_barge_in_stops_the_bot_and_answers_the_new_question(
     assert first["interrupted"], first
     assert first["bot_audio_start"] < onset < first["bot_audio_stop"] + 0.05, first
     assert first["barge_in_latency"] <= 0.300, f"barge-in took {first['barge_in_latency']} s"
-    # The output really is silent from then until the new answer.
-    gap = cut(out, first["bot_audio_stop"] + 0.05, second["bot_audio_start"] - 0.05,
-              tmp_path / "gap.wav")
-    assert transcribe(gap).strip(" .") == ""
+    # The output really is silent from then until the new answer (nothing was played).
+    gap, _ = read_pcm(cut(out, first["bot_audio_stop"] + 0.05, second["bot_audio_start"] - 0.05,
+                          tmp_path / "gap.wav"))
+    assert gap.size > 0 and int(abs(gap.astype(int)).max()) < 200
     reply = _heard(transcribe, out, second, tmp_path / "reply.wav")
     assert "paris" in reply, f"the bot said {reply!r}"
     # The context keeps only what was spoken of the interrupted story (whole sentences that
