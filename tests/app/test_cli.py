@@ -8,6 +8,7 @@ import wave
 
 import pytest
 
+from tests.app.nomad_double import TOKEN, NomadDouble
 from tests.app.voice import USER_RATE, USER_VOICE, compose, events, run_app, turns
 
 
@@ -134,3 +135,24 @@ def test_melotts_needs_its_paths():
     assert proc.returncode == 2
     assert "tts.melo_config: MeloTTS needs its local config.json" in proc.stderr
     _no_traceback(proc)
+
+
+def test_llm_found_through_nomad(tmp_path, fake_nomad, tiny_server, espeak_wav):
+    """No LLM URL, NOMAD_ADDR set: the app asks Nomad's service registry (fake_nomad, a test
+    double) for primacpp-api and talks to what it names (here the tiny llama-server)."""
+    NomadDouble.services["primacpp-api"] = [
+        {"ServiceName": "primacpp-api", "Address": "127.0.0.1", "Port": tiny_server.port}
+    ]
+    wav = compose(tmp_path / "in.wav", [(0.5, espeak_wav("Hello there.", tmp_path / "h.wav"))],
+                  total=4.0)
+    timeline = tmp_path / "timeline.jsonl"
+    proc = run_app(
+        "-t", "file", "--input", str(wav), "--output", str(tmp_path / "out.wav"),
+        "--timeline", str(timeline), "--set", "llm.max_tokens=8", "--log-level", "DEBUG",
+        NOMAD_ADDR=fake_nomad, NOMAD_TOKEN=TOKEN,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"http://127.0.0.1:{tiny_server.port}/v1" in proc.stderr
+    assert TOKEN not in proc.stderr
+    assert any(e["event"] == "llm_first_token" for e in events(timeline))
+    assert any(s["path"].startswith("/v1/service/primacpp-api") for s in NomadDouble.seen)
