@@ -1,7 +1,8 @@
 """The voice pipeline, in processor order, and the worker that runs it.
 
-transport in -> STT -> user aggregator (VAD, turn strategies, interruptions, half-duplex
-mute) -> LLM -> TTS -> apology player -> transport out -> assistant aggregator
+transport in -> (half-duplex gate) -> STT -> user aggregator (VAD, turn strategies,
+interruptions, half-duplex mute) -> LLM -> TTS -> apology player -> transport out ->
+assistant aggregator
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pipecat.turns.user_stop import (
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from pipecatapp.config import AppConfig
+from pipecatapp.halfduplex import HalfDuplexGate
 from pipecatapp.timeline import AppClock, Timeline, TimelineObserver
 
 IN_RATE = 16000
@@ -81,9 +83,11 @@ def build_worker(
 ) -> PipelineWorker:
     context = context if context is not None else LLMContext()
     aggregators = LLMContextAggregatorPair(context, user_params=user_params(cfg))
+    gate = [HalfDuplexGate()] if cfg.turn.half_duplex else []
     pipeline = Pipeline(
         [
             transport.input(),
+            *gate,
             stt,
             aggregators.user(),
             llm,

@@ -88,3 +88,28 @@ def test_idle_waits_for_an_answer():
     assert tl.awaiting_answer()
     tl.apology()
     assert not tl.awaiting_answer()
+
+
+async def test_half_duplex_gate_silences_the_microphone_while_the_bot_speaks():
+    from pipecat.frames.frames import (
+        BotStartedSpeakingFrame,
+        BotStoppedSpeakingFrame,
+        InputAudioRawFrame,
+    )
+    from pipecat.processors.frame_processor import FrameDirection
+    from pipecat.tests.utils import run_test
+
+    from pipecatapp.halfduplex import HalfDuplexGate
+
+    loud = b"\x10\x27" * 320
+    gate = HalfDuplexGate(tail_secs=0.0)
+    await run_test(gate, frames_to_send=[BotStartedSpeakingFrame()],
+                   frames_to_send_direction=FrameDirection.UPSTREAM)
+    assert gate.muted
+    down, _ = await run_test(gate, frames_to_send=[InputAudioRawFrame(loud, 16000, 1)])
+    assert [f.audio for f in down if isinstance(f, InputAudioRawFrame)] == [bytes(len(loud))]
+    await run_test(gate, frames_to_send=[BotStoppedSpeakingFrame()],
+                   frames_to_send_direction=FrameDirection.UPSTREAM)
+    assert not gate.muted
+    down, _ = await run_test(gate, frames_to_send=[InputAudioRawFrame(loud, 16000, 1)])
+    assert [f.audio for f in down if isinstance(f, InputAudioRawFrame)] == [loud]
