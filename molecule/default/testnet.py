@@ -75,6 +75,9 @@ HUB_ADDR = f"{SUBNET}.1"
 PREFIX = "pcm"
 HUB = f"{PREFIX}-hub"
 CMD_TIMEOUT = 60
+# The namespaces have fixed names, so one run owns them at a time: this file names the
+# owner's state directory. Another run waits for it; `down` of another run leaves them alone.
+OWNER = Path("/run/pipecatapp-testnet.owner")
 
 
 def cache_dir() -> Path:
@@ -130,14 +133,22 @@ def ns_exists(name: str) -> bool:
     return name in run("ip", "netns", "list").split()
 
 
-def wait_free(timeout: float) -> None:
+def owner() -> str:
+    return OWNER.read_text().strip() if OWNER.exists() else ""
+
+
+def wait_free(state: Path, timeout: float) -> None:
     """Another run of the scenario owns the namespaces: wait (bounded) until it is gone."""
     deadline = time.monotonic() + timeout
     while ns_exists(HUB):
+        if owner() in ("", str(state)):
+            down(state)  # ours, or left by a run that recorded no owner
+            continue
         if time.monotonic() > deadline:
             raise SystemExit(
-                f"namespace {HUB} still exists after {timeout:.0f}s: another "
-                "scenario run holds the test network (or run `testnet.py down`)"
+                f"namespace {HUB} still exists after {timeout:.0f}s: the scenario run with "
+                f"state {owner()} holds the test network (`testnet.py down --state "
+                f"{owner()}` removes it)"
             )
         time.sleep(2)
 
@@ -234,8 +245,9 @@ def wait_ssh(addr: str, timeout: float) -> None:
 
 def up(state: Path, names: list[str]) -> None:
     lower = build_rootfs()
-    wait_free(float(os.environ.get("TESTNET_WAIT_S", "900")))
+    wait_free(state, float(os.environ.get("TESTNET_WAIT_S", "1800")))
     state.mkdir(parents=True, exist_ok=True)
+    OWNER.write_text(f"{state}\n")
     key = state / "id_ed25519"
     if not key.exists():
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
@@ -304,11 +316,16 @@ def kill_namespace(ns: str) -> None:
 
 
 def down(state: Path) -> None:
-    """Every namespace this tool names (prefix `pcm-`), even if the state directory is gone."""
+    """Every namespace this tool names (prefix `pcm-`), unless another run owns them."""
+    if owner() not in ("", str(state)):
+        print(f"test network owned by the run with state {owner()}: left alone", file=sys.stderr)
+        shutil.rmtree(state / "hosts", ignore_errors=True)
+        return
     ours = [ns for ns in run("ip", "netns", "list").split() if ns.startswith(f"{PREFIX}-")]
     for ns in sorted(ours, key=lambda n: n == HUB):  # the hub (and its HTTP server) last
         kill_namespace(ns)
     shutil.rmtree(state / "hosts", ignore_errors=True)
+    OWNER.unlink(missing_ok=True)
 
 
 def main() -> None:
