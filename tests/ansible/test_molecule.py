@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-pytestmark = pytest.mark.molecule
+pytestmark = [pytest.mark.molecule, pytest.mark.timeout(2700)]
 
 
 def _missing_prerequisite() -> str | None:

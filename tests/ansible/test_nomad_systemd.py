@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-pytestmark = pytest.mark.molecule
+pytestmark = [pytest.mark.molecule, pytest.mark.timeout(1500)]
 
 SCENARIO = Path(__file__).resolve().parents[2] / "molecule" / "default"
 HOST = "pipecatapp-nomad-systemd"
