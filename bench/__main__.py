@@ -29,11 +29,16 @@ def _progress(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--suite", choices=("llm", "voice", "all"), default="all")
+    parser.add_argument("--suite", choices=("llm", "voice", "components", "all"), default="all")
     parser.add_argument("--smoke", action="store_true",
                         help="quick pass with the tiny model (what CI runs)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="rounds per LLM measurement (default 3, smoke 2)")
+    parser.add_argument("--llm-lengths", default="",
+                        help="user-text lengths in tokens, comma-separated "
+                             "(default 32,128,512,1024; smoke 16,64)")
+    parser.add_argument("--skip-loaded", action="store_true",
+                        help="skip the LLM runs with one core kept busy (the slow part)")
     parser.add_argument("--turns", type=int, default=None,
                         help="turns of the scripted voice conversation (default 10, smoke 2)")
     parser.add_argument("--out", type=Path, default=RESULTS,
@@ -60,18 +65,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.suite in ("llm", "all"):
             run = llm.run(model, smoke=args.smoke, repeats=args.repeats or (2 if args.smoke
                                                                              else 3),
-                          logs=logs, progress=_progress)
+                          logs=logs, progress=_progress, loaded=not args.skip_loaded,
+                          lengths=[int(x) for x in args.llm_lengths.split(",") if x.strip()]
+                          or None)
             for table in llm.tables(run):
                 sections.append(table.markdown())
                 print(table.markdown(), flush=True)
             plots += llm.plots(run, args.out)
-        if args.suite in ("voice", "all"):
-            from bench import components, voice
+        if args.suite in ("voice", "components", "all"):
+            from bench import components
 
             parts = components.run(args.out / "voice", smoke=args.smoke, progress=_progress)
             for table in components.tables(parts):
                 sections.append(table.markdown())
                 print(table.markdown(), flush=True)
+        if args.suite in ("voice", "all"):
+            from bench import voice
+
             vrun = voice.run(model, smoke=args.smoke, turns=args.turns or (2 if args.smoke
                                                                            else 10),
                              work=args.out / "voice", progress=_progress)

@@ -275,10 +275,14 @@ def label(engine: Engine) -> str:
 
 
 def run(model: Path, *, smoke: bool, repeats: int, logs: Path,
-        progress: Callable[[str], None]) -> LlmRun:
-    lengths = [16, 64] if smoke else [32, 128, 512, 1024]
+        progress: Callable[[str], None], lengths: list[int] | None = None,
+        loaded: bool = True) -> LlmRun:
+    lengths = lengths or ([16, 64] if smoke else [32, 128, 512, 1024])
     max_tokens = 16 if smoke else 64
     found, skipped = engines(smoke, logs)
+    if not loaded:
+        found = [e for e in found if not e.load]
+        skipped.append("runs with one core kept busy: skipped (--skip-loaded)")
     failures: list[str] = []
     results: dict[str, list[tuple[int, Sample]]] = {label(e): [] for e in found}
     progress("measuring memory bandwidth")

@@ -244,12 +244,12 @@ def analyse(result: ProfileResult, script: Script) -> None:
 def run(model: Path, *, smoke: bool, turns: int, work: Path,
         progress: Callable[[str], None], interruptions: int | None = None,
         threads: int = 1) -> VoiceRun:
-    interruptions = interruptions if interruptions is not None else (1 if smoke else 12)
+    interruptions = interruptions if interruptions is not None else (1 if smoke else 14)
     progress(f"building the script: {turns} questions, {interruptions} interruptions "
              f"(espeak-ng {DEFAULT_VOICE}, {DEFAULT_RATE} wpm)")
     script = build_script(work, turns, interruptions,
                           answer_gap=6.0 if smoke else 9.0,
-                          interrupt_after=2.5 if smoke else 6.0)
+                          interrupt_after=2.5 if smoke else 4.0)
     notes = [f"script: {script.seconds:.0f} s of audio fed in real time; user voice espeak-ng "
              f"{DEFAULT_VOICE} at {DEFAULT_RATE} wpm; bot voice Piper joe-medium"]
     extra: list[str] = []

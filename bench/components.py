@@ -1,0 +1,107 @@
+"""Per-component timings behind the voice suite's stages, with the knobs the README's tuning
+section discusses: Whisper beam size and threads, Piper's time to first audio and its
+near-silent lead-in. Each figure is a median over repeats on the test utterances."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import Table, fmt, median
+from pipecatapp.embedded import models
+from pipecatapp.embedded.utterances import espeak_wav
+
+UTTERANCES = (
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "Who wrote Romeo and Juliet?",
+)
+REPLY = "The capital of France is Paris."
+
+
+@dataclass
+class Components:
+    whisper: list[tuple[int, int, float, int, int]]  # beam, threads, median s, right, total
+    piper_first: float
+    piper_rtf: float
+    piper_lead_in: float
+    audio_seconds: float
+
+
+def _whisper(work: Path, repeats: int, progress: Callable[[str], None]
+             ) -> list[tuple[int, int, float, int, int]]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from faster_whisper import WhisperModel
+
+    wavs = [espeak_wav(text, work / f"component-{i}.wav") for i, text in enumerate(UTTERANCES)]
+    rows = []
+    for threads in (1, 2):
+        model = WhisperModel(str(models.whisper_base_dir(progress=None)), device="cpu",
+                             compute_type="int8", cpu_threads=threads, local_files_only=True)
+        for beam in (1, 5):
+            progress(f"components: Whisper base, beam {beam}, {threads} thread(s)")
+            times: list[float] = []
+            right = total = 0
+            for _ in range(repeats):
+                for wav, text in zip(wavs, UTTERANCES, strict=True):
+                    start = time.perf_counter()
+                    segments, _ = model.transcribe(str(wav), beam_size=beam, language="en",
+                                                   condition_on_previous_text=False)
+                    heard = " ".join(s.text.strip() for s in segments)
+                    times.append(time.perf_counter() - start)
+                    total += 1
+                    right += heard.lower().strip(" ?.!") == text.lower().strip(" ?.!")
+            rows.append((beam, threads, median(times), right, total))
+        del model
+    return rows
+
+
+def _piper(repeats: int) -> tuple[float, float, float, float]:
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(models.piper_voice())
+    list(voice.synthesize("Hello."))  # warm-up
+    firsts, rtfs, leads = [], [], []
+    seconds = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        chunks = iter(voice.synthesize(REPLY))
+        first = next(chunks)
+        firsts.append(time.perf_counter() - start)
+        audio = np.concatenate([first.audio_int16_array,
+                                *[c.audio_int16_array for c in chunks]])
+        total = time.perf_counter() - start
+        seconds = len(audio) / first.sample_rate
+        rtfs.append(total / seconds)
+        loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > 0.02 * 32768)
+        leads.append((loud[0] if len(loud) else 0) / first.sample_rate)
+    return median(firsts), median(rtfs), median(leads), seconds
+
+
+def run(work: Path, *, smoke: bool, progress: Callable[[str], None]) -> Components:
+    work.mkdir(parents=True, exist_ok=True)
+    repeats = 1 if smoke else 3
+    whisper = _whisper(work, repeats, progress)
+    progress("components: Piper joe-medium")
+    first, rtf, lead, seconds = _piper(2 if smoke else 5)
+    return Components(whisper, first, rtf, lead, seconds)
+
+
+def tables(c: Components) -> list[Table]:
+    whisper = Table("Components: Whisper base (faster-whisper int8) on a 2-3 s question",
+                    ["beam", "cpu threads", "median s", "exact transcripts"])
+    for beam, threads, seconds, right, total in c.whisper:
+        whisper.add(beam, threads, fmt(seconds, 3), f"{right}/{total}")
+    whisper.notes.append("Whisper pads every clip to 30 s, so a short question costs about "
+                         "as much as a long one")
+    piper = Table("Components: Piper joe-medium", ["metric", "value"])
+    piper.add(f"time to first audio, '{REPLY}'", f"{fmt(c.piper_first, 3)} s")
+    piper.add("real-time factor", fmt(c.piper_rtf, 3))
+    piper.add("near-silent lead-in (below 2 % full scale)", f"{fmt(c.piper_lead_in, 3)} s")
+    piper.add("audio length", f"{fmt(c.audio_seconds, 2)} s")
+    return [whisper, piper]
