@@ -46,8 +46,18 @@ cmake -S "$src" -B "$work/out" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OF
   -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF >"$work/cmake.log" 2>&1 \
   || { tail -n 30 "$work/cmake.log" >&2; exit 1; }
 echo "llama.cpp $version: compiling llama-server and ggml-rpc-server with $jobs jobs (about 5 minutes on 2 cores)" >&2
+# Show only the percentages; keep the full output so that a failure shows its real error.
+set +e
 cmake --build "$work/out" --target llama-server ggml-rpc-server -j "$jobs" 2>&1 \
+  | tee "$work/build.log" \
   | grep --line-buffered -E '^\[ *[0-9]+%\]' | sed -u -E 's/^\[ *([0-9]+%)\].*/  \1/' | uniq >&2
+status=${PIPESTATUS[0]}
+set -e
+if [[ $status -ne 0 ]]; then
+  echo "llama.cpp $version: the build failed (exit $status); last lines of $work/build.log:" >&2
+  tail -n 40 "$work/build.log" >&2
+  exit 1
+fi
 install -m 0755 "$work/out/bin/llama-server" "$work/out/bin/ggml-rpc-server" "$prefix/bin/"
 "$prefix/bin/llama-server" --version >&2
 rm -rf "$work"
