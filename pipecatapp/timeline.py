@@ -95,7 +95,8 @@ class Turn:
             v2v = self.bot_audio_start - self.user_speech_stop
         barge = None
         if self.barge_in_onset is not None and self.bot_audio_stop is not None:
-            barge = self.bot_audio_stop - self.barge_in_onset
+            # a gap between sentences can leave the last sample just before the onset: 0 then
+            barge = max(0.0, self.bot_audio_stop - self.barge_in_onset)
         return {
             "event": "turn",
             "turn": self.index,
