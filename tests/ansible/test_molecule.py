@@ -27,10 +27,15 @@ def _missing_prerequisite() -> str | None:
     return None
 
 
-def test_molecule_default_scenario(ansible_tools: SimpleNamespace) -> None:
+def test_molecule_default_scenario(
+    ansible_tools: SimpleNamespace, request: pytest.FixtureRequest
+) -> None:
     reason = _missing_prerequisite()
     if reason:
         pytest.skip(reason)
+    # The scenario copies the controller's cached llama.cpp build to the ring hosts
+    # (primacpp_llamacpp_bin_src): build it once here if no cached build exists.
+    request.getfixturevalue("llama_bin")
     started = time.monotonic()
     result = ansible_tools.run(
         [ansible_tools.tool("molecule"), "test", "-s", "default"],
