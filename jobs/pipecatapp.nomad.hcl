@@ -3,7 +3,7 @@
 # of jobs/primacpp.nomad.hcl) and reads the API key from Nomad Variables.
 #
 #   nomad acl policy apply -namespace default -job pipecatapp \
-#     pipecatapp-llm-key jobs/pipecatapp-llm-key.policy.hcl      # once; see docs/jobs.md
+#     pipecatapp-llm-key jobs/pipecatapp-llm-key.policy.hcl      # once; see the README (Nomad jobs)
 #   nomad job run jobs/pipecatapp.nomad.hcl
 
 variable "datacenters" {

@@ -2,7 +2,7 @@
 # OpenAI-compatible API by rank 0 (service "primacpp-api"), plus the watchdog that restarts
 # the whole ring when any rank fails (a broken ring hangs requests while /health says 200).
 #
-#   nomad var put nomad/jobs/primacpp api_key=<secret>      # once; see docs/jobs.md
+#   nomad var put nomad/jobs/primacpp api_key=<secret>      # once; see the README (Nomad jobs)
 #   nomad job run -var-file=ring.vars.hcl jobs/primacpp.nomad.hcl
 #
 # Each rank is its own group (count = 1) generated from var.ranks and pinned to its node:
@@ -346,7 +346,7 @@ EOT
 
   # The watchdog probes rank 0 with a one-token completion and restarts every rank's
   # allocation through the Nomad API when the ring is broken. Its token is the task's
-  # workload identity; attach jobs/primacpp-watchdog.policy.hcl to it (docs/jobs.md).
+  # workload identity; attach jobs/primacpp-watchdog.policy.hcl to it (the README (Nomad jobs)).
   group "watchdog" {
     count = 1
 

@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m pipecatapp",
         description="A private voice assistant: microphone -> STT -> LLM -> TTS -> speaker.",
     )
-    p.add_argument("--config", help="YAML file of settings (see docs/app.md)")
+    p.add_argument("--config", help="YAML file of settings (see the README (The voice app))")
     p.add_argument("-t", "--transport", choices=["webrtc", "local", "file"])
     p.add_argument("--profile", choices=["tuned", "stock"], help="latency defaults")
     p.add_argument("--input", help="file transport: WAV of user speech")

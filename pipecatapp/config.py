@@ -25,7 +25,7 @@ ENV_PREFIX = "PIPECATAPP_"
 # Environment variables outside the PIPECATAPP_ namespace that Nomad tooling already uses.
 FOREIGN_ENV = {"NOMAD_ADDR": "llm.nomad_addr", "NOMAD_TOKEN": "llm.nomad_token"}
 
-# Short environment aliases, documented in docs/app.md.
+# Short environment aliases, documented in the README (The voice app).
 ENV_ALIASES = {
     "PIPECATAPP_LLM_SERVICE": "llm.service",
     "PIPECATAPP_LLM_URL": "llm.url",

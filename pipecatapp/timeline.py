@@ -3,7 +3,8 @@
 Every line is a JSON object with ``t`` (seconds on the app clock, which starts when the app
 starts; in file mode input and output audio are placed on the same clock) and ``event``.
 Event lines are written as they happen; a ``turn`` line summarizes each user turn once it is
-over (see docs/app.md for the fields). Nothing here prints: the observer watches the frames.
+over (the README's voice app section lists the fields). Nothing here prints: the observer
+watches the frames.
 """
 
 from __future__ import annotations

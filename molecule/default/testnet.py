@@ -34,7 +34,7 @@ from pathlib import Path
 SUITE = "bookworm"
 MIRROR = os.environ.get("PIPECATAPP_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # Everything the roles install with apt, so that apt tasks are no-ops on hosts that cannot
-# reach a mirror (docs/ansible.md, "Packages in the test rootfs"). Changing this list
+# reach a mirror (README: "Packages in the test rootfs"). Changing this list
 # changes the cache key, so a new rootfs is built.
 PACKAGES = (
     # ansible, sshd and the test network

@@ -91,7 +91,8 @@ class LlamaServer:
 
     ``threads`` sets both generation and batch threads. On a busy 2-core machine 2 threads
     collapse (spinning workers fight for the cores): 1 thread is the safe default; see
-    docs/bench.md. ``poll`` is llama.cpp's ``--poll`` (0 = workers sleep instead of spinning).
+    the README (Benchmarks). ``poll`` is llama.cpp's ``--poll`` (0 = workers sleep
+    instead of spinning).
     The server's output goes to ``log_path``.
     """
 

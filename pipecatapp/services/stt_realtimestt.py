@@ -60,7 +60,7 @@ from pipecatapp.services.stt_whisper import (
 )
 
 RECORDER_RATE = 16000
-# Speech end -> final transcript, p99, on a busy 2-core CPU (see docs/engines.md).
+# Speech end -> final transcript, p99, on a busy 2-core CPU (see the README (Speech engines)).
 DEFAULT_TTFS_P99_SECS = 3.0
 _DRAIN_TIMEOUT_SECS = 2.0
 

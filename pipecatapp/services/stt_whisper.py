@@ -25,7 +25,7 @@ from pipecat.utils.time import time_now_iso8601
 from pipecatapp.errors import ConfigError, EngineUnavailable
 
 # Speech end -> final transcript, p99, for Whisper base int8 on a busy 2-core CPU
-# (see docs/engines.md). The turn stop strategy uses it as its safety net.
+# (see the README (Speech engines)). The turn stop strategy uses it as its safety net.
 DEFAULT_TTFS_P99_SECS = 2.5
 
 

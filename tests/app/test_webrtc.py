@@ -1,6 +1,6 @@
 """The browser side of the webrtc transport: the prebuilt client is served offline and the
 signalling routes answer. (A full WebRTC media session needs a non-loopback ICE candidate,
-which tests here may not use; see docs/app.md for the manual check with a browser.)"""
+which tests here may not use; the README tells the manual check with a browser.)"""
 
 from __future__ import annotations
 
