@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipecatapp.embedded.server import LlamaServer
+from tests.transcripts import close_enough, words
 
 
 def test_espeak_wav_is_16k_mono_16bit(espeak_wav, tmp_path: Path) -> None:
@@ -21,14 +22,18 @@ def test_espeak_wav_is_16k_mono_16bit(espeak_wav, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("text", [
-    "What is the capital of France?",
-    "Who wrote Romeo and Juliet?",
-    "How many legs does a spider have?",
+@pytest.mark.parametrize(("text", "content"), [
+    ("What is the capital of France?", {"capital", "france"}),
+    ("Who wrote Romeo and Juliet?", {"wrote", "romeo", "juliet"}),
+    ("How many legs does a spider have?", {"legs", "spider"}),
 ])
-def test_whisper_hears_the_test_voice(espeak_wav, transcribe, tmp_path: Path, text: str) -> None:
+def test_whisper_hears_the_test_voice(espeak_wav, transcribe, tmp_path: Path, text: str,
+                                      content: set[str]) -> None:
+    # The voice tests rely on the content words reaching the LLM; function words may drift
+    # between CPUs (see tests/transcripts.py), so the bound is two words off, not an exact match.
     heard = transcribe(espeak_wav(text, tmp_path / "q.wav"))
-    assert heard.lower().strip(" ?.!") == text.lower().strip(" ?.!")
+    assert content <= set(words(heard)), f"heard {heard!r}"
+    assert close_enough(heard, text), f"heard {heard!r}"
 
 
 @pytest.mark.slow

@@ -176,25 +176,3 @@ async def stream_through(
     await runner.add_workers(worker)
     await asyncio.wait_for(asyncio.gather(runner.run(), feed()), timeout=timeout)
     return received
-
-
-def words(text: str) -> list[str]:
-    """Lower-case words of ``text``, punctuation dropped (Whisper's casing and commas vary)."""
-    cleaned = "".join(c.lower() if c.isalnum() or c in "' " else " " for c in text)
-    return cleaned.split()
-
-
-def word_errors(heard: str, expected: str) -> int:
-    """Word-level edit distance (substitutions, insertions, deletions) between two texts."""
-    a, b = words(heard), words(expected)
-    row = list(range(len(b) + 1))
-    for i, word in enumerate(a, start=1):
-        previous, row[0] = row[0], i
-        for j, other in enumerate(b, start=1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
-    return row[-1]
-
-
-def close_enough(heard: str, expected: str, *, max_errors: int = 1) -> bool:
-    """Whisper base on espeak-ng speech: at most one word off (greedy decoding drifts)."""
-    return word_errors(heard, expected) <= max_errors

@@ -12,8 +12,9 @@ from pipecat.frames.frames import (
 from pipecatapp.embedded import models
 from pipecatapp.errors import ConfigError, EngineUnavailable
 from pipecatapp.services.stt_realtimestt import RealtimeSTTService
+from tests.transcripts import close_enough, words
 
-from .audio_pipeline import close_enough, read_pcm16, stream_through, words
+from .audio_pipeline import read_pcm16, stream_through
 
 QUESTION = "What is the weather like in London today?"
 # Long enough (about 7 s) for interim passes to finish while it is spoken even when the two

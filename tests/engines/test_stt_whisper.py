@@ -8,8 +8,9 @@ from pipecat.frames.frames import TranscriptionFrame, UserStoppedSpeakingFrame
 from pipecatapp.embedded import models
 from pipecatapp.errors import ConfigError, EngineUnavailable
 from pipecatapp.services.stt_whisper import WhisperSTT
+from tests.transcripts import close_enough
 
-from .audio_pipeline import close_enough, read_pcm16, stream_through
+from .audio_pipeline import read_pcm16, stream_through
 
 QUESTION = "What is the weather like in London today?"
 
