@@ -73,6 +73,8 @@ class STTConfig:
     cpu_threads: int = 2
     language: str = "en"
     compute_type: str = "int8"
+    # Shortest Whisper encoder window for an utterance, seconds; 30 = Whisper's full window.
+    window_secs: float = 10.0
 
 
 @dataclass
@@ -155,6 +157,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "tuned": {},
     "stock": {
         "stt.beam_size": 5,
+        "stt.window_secs": 30.0,
         "turn.stop_strategy": "smart_turn",
         "turn.warmup": False,
         "vad.start_secs": 0.2,
@@ -359,6 +362,7 @@ def validate(cfg: AppConfig) -> None:
     _choice("stt.engine", cfg.stt.engine, STT_ENGINES)
     _between("stt.beam_size", cfg.stt.beam_size, 1, 10)
     _between("stt.cpu_threads", cfg.stt.cpu_threads, 1, 64)
+    _between("stt.window_secs", cfg.stt.window_secs, 10.0, 30.0)
     _choice("stt.compute_type", cfg.stt.compute_type, ("int8", "int8_float32", "float32"))
     if not cfg.stt.language:
         raise ConfigError("stt.language", "must be a language code such as en")

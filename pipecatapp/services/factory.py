@@ -47,6 +47,7 @@ def build_stt(cfg: AppConfig) -> STTService:
             cpu_threads=s.cpu_threads,
             language=s.language,
             compute_type=s.compute_type,
+            window_secs=s.window_secs,
         )
     if s.engine == "realtimestt":
         from pipecatapp.embedded import models
@@ -59,6 +60,7 @@ def build_stt(cfg: AppConfig) -> STTService:
             language=s.language,
             silero_onnx_path=str(models.silero_vad_onnx()),
             compute_type=s.compute_type,
+            window_secs=s.window_secs,
         )
     raise ConfigError("stt.engine", f"unknown engine {s.engine!r}")
 

@@ -58,6 +58,7 @@ from pipecatapp.services.stt_whisper import (
     warm_up_model,
     whisper_language,
 )
+from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, transcribe_utterance
 
 RECORDER_RATE = 16000
 # Speech end -> final transcript, p99, on a busy 2-core CPU (see the README (Speech engines)).
@@ -91,10 +92,14 @@ class WhisperLane:
     16 kHz audio and reads ``.text`` and ``.info`` from the result.
     """
 
-    def __init__(self, model: WhisperModel, *, name: str, beam_size: int, language: str) -> None:
+    def __init__(
+        self, model: WhisperModel, *, name: str, beam_size: int, language: str,
+        window_secs: float = FULL_WINDOW_SECS,
+    ) -> None:
         self._model = model
         self._name = name
         self._beam_size = beam_size
+        self._window_secs = window_secs
         self._language = language
         self.passes: list[LanePass] = []
         # Set by the service when an utterance starts; passes are tagged with it.
@@ -113,13 +118,13 @@ class WhisperLane:
         record = InterimPass(self.utterance, len(audio))
         self.latest = record
         try:
-            segments, info = self._model.transcribe(
+            text = transcribe_utterance(
+                self._model,
                 np.asarray(audio, dtype=np.float32),
+                window_secs=self._window_secs,
                 beam_size=self._beam_size,
                 language=language or self._language,
-                condition_on_previous_text=False,
             )
-            text = " ".join(s.text.strip() for s in segments).strip()
             record.text = text
         finally:
             record.done.set()
@@ -128,9 +133,8 @@ class WhisperLane:
         )
         return TranscriptionResult(
             text=text,
-            info=TranscriptionInfo(
-                language=info.language, language_probability=info.language_probability
-            ),
+            # The language is configured, never detected.
+            info=TranscriptionInfo(language=language or self._language, language_probability=1.0),
         )
 
 
@@ -202,6 +206,7 @@ class RealtimeSTTService(STTService):
         language: str,
         silero_onnx_path: str,
         compute_type: str = "int8",
+        window_secs: float = FULL_WINDOW_SECS,
         realtime_pause_secs: float = 0.2,
         preroll_secs: float = 1.0,
         ttfs_p99_latency: float = DEFAULT_TTFS_P99_SECS,
@@ -216,13 +221,15 @@ class RealtimeSTTService(STTService):
             language: the spoken language ("en").
             silero_onnx_path: Silero VAD ONNX file the recorder loads (no torch.hub).
             compute_type: CTranslate2 compute type; int8 on a CPU.
+            window_secs: shortest Whisper encoder window of a pass (30 = the full window).
             realtime_pause_secs: pause between interim passes while the user speaks.
             preroll_secs: audio kept before pipecat's VAD confirms speech.
             ttfs_p99_latency: speech end -> transcript p99 the turn strategy may wait for.
             **kwargs: passed to pipecat's STTService.
         """
         check_whisper_settings(
-            model=model, beam_size=beam_size, cpu_threads=cpu_threads, compute_type=compute_type
+            model=model, beam_size=beam_size, cpu_threads=cpu_threads, compute_type=compute_type,
+            window_secs=window_secs,
         )
         silero = Path(silero_onnx_path).expanduser()
         if not silero.is_file():
@@ -248,8 +255,12 @@ class RealtimeSTTService(STTService):
         started = time.perf_counter()
         whisper = load_whisper_model(model, cpu_threads=cpu_threads, compute_type=compute_type)
         self.warm_up_secs = warm_up_model(whisper, language=language)
-        self.final_lane = WhisperLane(whisper, name="final", beam_size=beam_size, language=language)
-        self.realtime_lane = WhisperLane(whisper, name="interim", beam_size=1, language=language)
+        self.final_lane = WhisperLane(
+            whisper, name="final", beam_size=beam_size, language=language, window_secs=window_secs
+        )
+        self.realtime_lane = WhisperLane(
+            whisper, name="interim", beam_size=1, language=language, window_secs=window_secs
+        )
         self._recorder = build_recorder(
             final_lane=self.final_lane,
             realtime_lane=self.realtime_lane,

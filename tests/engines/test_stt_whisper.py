@@ -48,6 +48,8 @@ def test_whisper_refuses_a_missing_model_directory(tmp_path):
         ("stt.beam_size", {"beam_size": 0}),
         ("stt.cpu_threads", {"cpu_threads": -1}),
         ("stt.language", {"language": "english"}),
+        ("stt.window_secs", {"window_secs": 5.0}),
+        ("stt.window_secs", {"window_secs": 31.0}),
     ],
 )
 def test_whisper_names_the_bad_setting(setting, kwargs):
