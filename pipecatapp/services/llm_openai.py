@@ -84,13 +84,21 @@ class LocalOpenAILLMService(OpenAILLMService):
         await super()._push_llm_text(text)
 
     def _trim(self, context: LLMContext) -> None:
-        """Keep the last ``max_history`` messages (from a user message on), so a long
-        conversation never outgrows the server's context window (which would fail every turn
-        from then on with HTTP 400)."""
+        """Bound the conversation, so it never outgrows the server's context window (which
+        would fail every turn from then on with HTTP 400), in a way that keeps the server's
+        prompt cache useful.
+
+        Dropping the oldest exchange every turn would change the start of the prompt every
+        turn, and llama-server would evaluate the whole prompt again: the first token took
+        0.93 s instead of 0.10 s in the voice benchmark once the history was full. So the
+        history is cut back to half of ``max_history`` (from a user message on) when it
+        exceeds the bound, and then grows undisturbed: one cold prompt every
+        ``max_history / 4`` turns instead of every turn.
+        """
         messages = context.get_messages()
         if len(messages) <= self._max_history:
             return
-        kept = messages[-self._max_history :]
+        kept = messages[-max(1, self._max_history // 2) :]
         while kept and not (isinstance(kept[0], dict) and kept[0].get("role") == "user"):
             kept = kept[1:]
         if kept:
