@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the LLM runs with one core kept busy (the slow part)")
     parser.add_argument("--turns", type=int, default=None,
                         help="turns of the scripted voice conversation (default 10, smoke 2)")
+    parser.add_argument("--profiles", default="stock,tuned",
+                        help="voice suite: app profiles to run side by side (default stock,tuned)")
+    parser.add_argument("--set", dest="app_settings", action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="voice suite: an app setting for every profile, e.g. "
+                             "--set turn.speech_timeout=0.15 (repeatable)")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="where tables (results.md) and plots go (default bench/results)")
     args = parser.parse_args(argv)
@@ -84,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 
             vrun = voice.run(model, smoke=args.smoke, turns=args.turns or (2 if args.smoke
                                                                            else 10),
-                             work=args.out / "voice", progress=_progress)
+                             work=args.out / "voice", progress=_progress,
+                             profiles=[p.strip() for p in args.profiles.split(",") if p.strip()],
+                             settings=args.app_settings)
             for table in voice.tables(vrun):
                 sections.append(table.markdown())
                 print(table.markdown(), flush=True)

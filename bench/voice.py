@@ -33,6 +33,7 @@ import numpy as np
 from bench.common import Table, fmt, median, percentile
 from pipecatapp.embedded.server import LlamaServer
 from pipecatapp.embedded.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav
+from pipecatapp.errors import ConfigError
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -243,7 +244,12 @@ def analyse(result: ProfileResult, script: Script) -> None:
 
 def run(model: Path, *, smoke: bool, turns: int, work: Path,
         progress: Callable[[str], None], interruptions: int | None = None,
-        threads: int = 1) -> VoiceRun:
+        threads: int = 1, profiles: list[str] | None = None,
+        settings: list[str] | None = None) -> VoiceRun:
+    profiles = profiles or list(PROFILES)
+    unknown = [p for p in profiles if p not in PROFILES]
+    if unknown:
+        raise ConfigError("--profiles", f"unknown profile {unknown[0]!r}; one of {PROFILES}")
     interruptions = interruptions if interruptions is not None else (1 if smoke else 14)
     progress(f"building the script: {turns} questions, {interruptions} interruptions "
              f"(espeak-ng {DEFAULT_VOICE}, {DEFAULT_RATE} wpm)")
@@ -255,10 +261,13 @@ def run(model: Path, *, smoke: bool, turns: int, work: Path,
     extra: list[str] = []
     if smoke:
         extra = ["--max-tokens", "24"]
+    for setting in settings or []:
+        extra += ["--set", setting]
+        notes.append(f"every profile ran with --set {setting}")
     results = []
     with LlamaServer(model, threads=threads, ctx=4096) as server:
         llm = f"llama-server on {model.name}, {threads} thread, {server.base_url}"
-        for profile in PROFILES:
+        for profile in profiles:
             progress(f"voice: profile {profile} ({script.seconds:.0f} s of speech, real time)")
             results.append(run_app(profile, script, server.base_url, work, extra))
             if results[-1].error:
