@@ -44,7 +44,7 @@ TRANSPORTS = ("webrtc", "local", "file")
 PROFILES = ("tuned", "stock")
 STT_ENGINES = ("whisper", "realtimestt")
 TTS_ENGINES = ("piper", "melotts")
-STOP_STRATEGIES = ("speech_timeout", "smart_turn")
+STOP_STRATEGIES = ("sentence_end", "speech_timeout", "smart_turn")
 
 
 @dataclass
@@ -102,8 +102,11 @@ class VADConfig:
 
 @dataclass
 class TurnConfig:
-    stop_strategy: str = "speech_timeout"
+    # sentence_end: a transcript that is a finished sentence of sentence_min_words or more
+    # ends the turn at once, anything else after speech_timeout (see pipecatapp/turnstop.py).
+    stop_strategy: str = "sentence_end"
     speech_timeout: float = 0.3  # seconds of silence after VAD stop before the turn ends
+    sentence_min_words: int = 3
     interruptions: bool = True
     half_duplex: bool = False  # mute user input while the bot speaks (open speakers, no AEC)
     warmup: bool = True  # run every model once at start so the first turn is not slow
@@ -383,6 +386,7 @@ def validate(cfg: AppConfig) -> None:
     _between("vad.min_volume", cfg.vad.min_volume, 0.0, 1.0)
     _choice("turn.stop_strategy", cfg.turn.stop_strategy, STOP_STRATEGIES)
     _between("turn.speech_timeout", cfg.turn.speech_timeout, 0.0, 10.0)
+    _between("turn.sentence_min_words", cfg.turn.sentence_min_words, 1, 50)
     _between("file.tail_secs", cfg.file.tail_secs, 0.0, 600.0)
     _between("webrtc.port", cfg.webrtc.port, 1, 65535)
     if cfg.transport == "file":

@@ -36,6 +36,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecatapp.config import AppConfig
 from pipecatapp.halfduplex import HalfDuplexGate
 from pipecatapp.timeline import AppClock, Timeline, TimelineObserver
+from pipecatapp.turnstop import SentenceEndUserTurnStopStrategy
 
 IN_RATE = 16000
 OUT_RATE = 24000
@@ -55,6 +56,13 @@ def user_params(cfg: AppConfig) -> LLMUserAggregatorParams:
         from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 
         stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3())]
+    elif cfg.turn.stop_strategy == "sentence_end":
+        stop = [
+            SentenceEndUserTurnStopStrategy(
+                user_speech_timeout=cfg.turn.speech_timeout,
+                min_words=cfg.turn.sentence_min_words,
+            )
+        ]
     else:
         stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=cfg.turn.speech_timeout)]
     start = [

@@ -13,7 +13,7 @@ def test_defaults_are_the_tuned_profile():
     assert cfg.profile == "tuned"
     assert cfg.transport == "webrtc"
     assert cfg.stt.beam_size == 1
-    assert cfg.turn.stop_strategy == "speech_timeout"
+    assert cfg.turn.stop_strategy == "sentence_end"
     assert cfg.turn.interruptions is True
     assert cfg.turn.half_duplex is False
     assert cfg.llm.max_tokens == 150

@@ -35,7 +35,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
 )
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_stop import BaseUserTurnStopStrategy, SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
@@ -101,14 +101,16 @@ class _Recorder(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-def user_aggregator(vad_stop_secs: float) -> LLMUserAggregator:
-    """The app's arrangement: VAD inside the user aggregator, speech-timeout turn ends."""
+def user_aggregator(vad_stop_secs: float,
+                    stop: BaseUserTurnStopStrategy | None = None) -> LLMUserAggregator:
+    """The app's arrangement: VAD inside the user aggregator; turns end by ``stop``
+    (default: pipecat's speech timeout of 0.2 s)."""
     return LLMUserAggregator(
         LLMContext(),
         params=LLMUserAggregatorParams(
             vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=vad_stop_secs)),
             user_turn_strategies=UserTurnStrategies(
-                stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.2)]
+                stop=[stop or SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.2)]
             ),
         ),
     )
@@ -131,6 +133,7 @@ async def stream_through(
     vad_stop_secs: float = 0.2,
     timeout: float = 60.0,
     vad_in_aggregator: bool = False,
+    stop: BaseUserTurnStopStrategy | None = None,
 ) -> Received:
     """Feed ``pcm`` (16-bit mono) through VAD and ``service`` in real time; return its output.
 
@@ -140,7 +143,7 @@ async def stream_through(
     """
     received = Received()
     if vad_in_aggregator:
-        processors = [service, _Recorder(received), user_aggregator(vad_stop_secs)]
+        processors = [service, _Recorder(received), user_aggregator(vad_stop_secs, stop)]
     else:
         vad_params = VADParams(stop_secs=vad_stop_secs)
         vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(params=vad_params))
