@@ -1,6 +1,7 @@
 """Per-component timings behind the voice suite's stages, with the knobs the README's tuning
-section discusses: Whisper beam size and threads, Piper's time to first audio and its
-near-silent lead-in. Each figure is a median over repeats on the test utterances."""
+section discusses: Whisper beam size and threads, Whisper's encoder window, Piper's time to
+first audio and its near-silent lead-in. Each figure is a median over repeats on the test
+utterances."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from bench.common import Table, fmt, median
 from pipecatapp.embedded import models
-from pipecatapp.embedded.utterances import espeak_wav
+from pipecatapp.embedded.utterances import espeak_wav, word_errors
 
 UTTERANCES = (
     "What is the capital of France?",
@@ -22,11 +23,27 @@ UTTERANCES = (
     "Who wrote Romeo and Juliet?",
 )
 REPLY = "The capital of France is Paris."
+# Three espeak-ng voices, so a window is not tuned to one voice's quirks.
+WINDOW_VOICES = ("en-us+m7", "en-us+f3", "en+m3")
+WINDOWS = (30.0, 20.0, 15.0, 10.0)
+
+
+@dataclass
+class WindowRow:
+    window: float
+    median: float
+    errors: int
+    exact: int
+    total: int
+    fallbacks: int
 
 
 @dataclass
 class Components:
     whisper: list[tuple[int, int, float, int, int]]  # beam, threads, median s, right, total
+    window: list[WindowRow]
+    window_texts: int
+    window_voices: tuple[str, ...]
     piper_first: float
     piper_rtf: float
     piper_lead_in: float
@@ -61,6 +78,42 @@ def _whisper(work: Path, repeats: int, progress: Callable[[str], None]
     return rows
 
 
+def _window(work: Path, texts: tuple[str, ...], voices: tuple[str, ...],
+            windows: tuple[float, ...], progress: Callable[[str], None]) -> list[WindowRow]:
+    """Whisper base, greedy, 2 threads, on each encoder window: time, word errors and how
+    many utterances fell back to the full window."""
+    import soundfile as sf
+    from faster_whisper import WhisperModel
+
+    from pipecatapp.services.whisper_window import transcribe_utterance, transcribe_window
+
+    model = WhisperModel(str(models.whisper_base_dir(progress=None)), device="cpu",
+                         compute_type="int8", cpu_threads=2, local_files_only=True)
+    clips = []
+    for v, voice in enumerate(voices):
+        for i, text in enumerate(texts):
+            audio, _ = sf.read(str(espeak_wav(text, work / f"window-{v}-{i}.wav", voice=voice)),
+                               dtype="float32")
+            clips.append((text, audio))
+    rows = []
+    for window in windows:
+        progress(f"components: Whisper encoder window {window:g} s, {len(clips)} utterances")
+        times, errors, exact, fallbacks = [], 0, 0, 0
+        for text, audio in clips:
+            start = time.perf_counter()
+            heard = transcribe_utterance(model, audio, window_secs=window, beam_size=1,
+                                         language="en")
+            times.append(time.perf_counter() - start)
+            if window < 30 and transcribe_window(model, audio, window_secs=window, beam_size=1,
+                                                 language="en") is None:
+                fallbacks += 1
+            wrong = word_errors(heard, text)
+            errors += wrong
+            exact += wrong == 0
+        rows.append(WindowRow(window, median(times), errors, exact, len(clips), fallbacks))
+    return rows
+
+
 def _piper(repeats: int) -> tuple[float, float, float, float]:
     from piper import PiperVoice
 
@@ -87,9 +140,14 @@ def run(work: Path, *, smoke: bool, progress: Callable[[str], None]) -> Componen
     work.mkdir(parents=True, exist_ok=True)
     repeats = 1 if smoke else 3
     whisper = _whisper(work, repeats, progress)
+    from bench.voice import INTERRUPTIONS, LONG_REQUESTS, QUESTIONS
+
+    texts = UTTERANCES if smoke else (*QUESTIONS, *LONG_REQUESTS, *INTERRUPTIONS)
+    voices = WINDOW_VOICES[:1] if smoke else WINDOW_VOICES
+    window = _window(work, texts, voices, (30.0, 10.0) if smoke else WINDOWS, progress)
     progress("components: Piper joe-medium")
     first, rtf, lead, seconds = _piper(2 if smoke else 5)
-    return Components(whisper, first, rtf, lead, seconds)
+    return Components(whisper, window, len(texts), voices, first, rtf, lead, seconds)
 
 
 def tables(c: Components) -> list[Table]:
@@ -99,9 +157,18 @@ def tables(c: Components) -> list[Table]:
         whisper.add(beam, threads, fmt(seconds, 3), f"{right}/{total}")
     whisper.notes.append("Whisper pads every clip to 30 s, so a short question costs about "
                          "as much as a long one")
+    window = Table("Components: Whisper base encoder window (greedy, 2 threads)",
+                   ["window s", "median s", "word errors", "exact", "full-window fallbacks"])
+    for row in c.window:
+        window.add(f"{row.window:g}", fmt(row.median, 3), row.errors,
+                   f"{row.exact}/{row.total}", "-" if row.window >= 30 else row.fallbacks)
+    window.notes.append(f"{c.window_texts} texts (the voice suite's questions, requests and "
+                        f"interruptions) in espeak-ng voices {', '.join(c.window_voices)}; "
+                        "30 s is faster-whisper as shipped; a shorter window is at least "
+                        "twice the speech, and a suspect decode falls back to 30 s")
     piper = Table("Components: Piper joe-medium", ["metric", "value"])
     piper.add(f"time to first audio, '{REPLY}'", f"{fmt(c.piper_first, 3)} s")
     piper.add("real-time factor", fmt(c.piper_rtf, 3))
     piper.add("near-silent lead-in (below 2 % full scale)", f"{fmt(c.piper_lead_in, 3)} s")
     piper.add("audio length", f"{fmt(c.audio_seconds, 2)} s")
-    return [whisper, piper]
+    return [whisper, window, piper]

@@ -112,9 +112,12 @@ def _read(path: Path) -> np.ndarray:
 
 
 def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: float = 9.0,
-                 interrupt_after: float = 6.0, after_interrupt: float = 7.0) -> Script:
+                 interrupt_after: tuple[float, ...] = (6.0,),
+                 after_interrupt: float = 7.0) -> Script:
     """``turns`` questions with ``answer_gap`` s after each, then ``interruptions`` pairs of a
-    long request and, ``interrupt_after`` s after it ends, an interrupting question."""
+    long request and, ``interrupt_after`` s after it ends (the delays taken in turn), an
+    interrupting question. Several delays, so the interruptions land while the bot talks
+    whether it starts answering after 0.8 s or after 3 s."""
     work.mkdir(parents=True, exist_ok=True)
     pieces: list[np.ndarray] = []
     segments: list[Segment] = []
@@ -140,7 +143,7 @@ def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: floa
         silence(answer_gap)
     for i in range(interruptions):
         say("long", LONG_REQUESTS[i % len(LONG_REQUESTS)])
-        silence(interrupt_after)
+        silence(interrupt_after[i % len(interrupt_after)])
         say("interruption", INTERRUPTIONS[i % len(INTERRUPTIONS)])
         silence(after_interrupt)
     path = work / "script.wav"
@@ -255,7 +258,7 @@ def run(model: Path, *, smoke: bool, turns: int, work: Path,
              f"(espeak-ng {DEFAULT_VOICE}, {DEFAULT_RATE} wpm)")
     script = build_script(work, turns, interruptions,
                           answer_gap=6.0 if smoke else 9.0,
-                          interrupt_after=2.5 if smoke else 4.0)
+                          interrupt_after=(2.5,) if smoke else (1.8, 3.0, 4.5))
     notes = [f"script: {script.seconds:.0f} s of audio fed in real time; user voice espeak-ng "
              f"{DEFAULT_VOICE} at {DEFAULT_RATE} wpm; bot voice Piper joe-medium"]
     extra: list[str] = []
