@@ -9,22 +9,9 @@ by exact string.
 
 from __future__ import annotations
 
+from pipecatapp.embedded.utterances import word_errors, words
 
-def words(text: str) -> list[str]:
-    """Lower-case words of ``text``, punctuation dropped (Whisper's casing and commas vary)."""
-    cleaned = "".join(c.lower() if c.isalnum() or c in "' " else " " for c in text)
-    return cleaned.split()
-
-
-def word_errors(heard: str, expected: str) -> int:
-    """Word-level edit distance (substitutions, insertions, deletions) between two texts."""
-    a, b = words(heard), words(expected)
-    row = list(range(len(b) + 1))
-    for i, word in enumerate(a, start=1):
-        previous, row[0] = row[0], i
-        for j, other in enumerate(b, start=1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
-    return row[-1]
+__all__ = ["close_enough", "word_errors", "words"]
 
 
 def close_enough(heard: str, expected: str, *, max_errors: int = 2) -> bool:

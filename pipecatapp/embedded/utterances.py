@@ -1,4 +1,5 @@
-"""User speech for tests and benchmarks, and transcription of what the bot said.
+"""User speech for tests and benchmarks, transcription of what the bot said, and how far a
+transcript is from what was said.
 
 ``espeak_wav`` makes a 16 kHz mono 16-bit WAV with espeak-ng (a formant voice, unlike the
 bot's Piper voice) and sox. The default voice and rate were chosen by transcribing with
@@ -81,3 +82,20 @@ def whisper_transcriber(
         return " ".join(segment.text.strip() for segment in segments).strip()
 
     return transcribe
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of ``text``, punctuation dropped (Whisper's casing and commas vary)."""
+    cleaned = "".join(c.lower() if c.isalnum() or c in "' " else " " for c in text)
+    return cleaned.split()
+
+
+def word_errors(heard: str, expected: str) -> int:
+    """Word-level edit distance (substitutions, insertions, deletions) between two texts."""
+    a, b = words(heard), words(expected)
+    row = list(range(len(b) + 1))
+    for i, word in enumerate(a, start=1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(b, start=1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1]
