@@ -57,6 +57,9 @@ class LLMConfig:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     first_token_timeout: float = 4.0  # seconds without a first token -> spoken apology
     max_history: int = 16  # messages of conversation sent to the LLM (bounded context)
+    # llama.cpp's repeat penalty: 1.1 stops SmolLM2 from answering every later question with
+    # a copy of an earlier answer ("The answer is 4."); 1.0 = off (stock).
+    repeat_penalty: float = 1.1
     service: str = "primacpp-api"  # Nomad service name looked up when url is empty
     nomad_addr: str = ""
     nomad_token: str = field(default="", repr=False)
@@ -168,6 +171,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "vad.confidence": 0.7,
         "vad.min_volume": 0.6,
         "llm.max_tokens": 150,
+        "llm.repeat_penalty": 1.0,
     },
 }
 
@@ -359,6 +363,7 @@ def validate(cfg: AppConfig) -> None:
     _between("llm.temperature", cfg.llm.temperature, 0.0, 2.0)
     _between("llm.first_token_timeout", cfg.llm.first_token_timeout, 0.1, 120.0)
     _between("llm.max_history", cfg.llm.max_history, 1, 1000)
+    _between("llm.repeat_penalty", cfg.llm.repeat_penalty, 1.0, 2.0)
     _between("llm.embedded_threads", cfg.llm.embedded_threads, 1, 256)
     if not cfg.llm.service:
         raise ConfigError("llm.service", "must name the Nomad service of the LLM")

@@ -118,4 +118,5 @@ def build_llm(cfg: AppConfig, base_url: str) -> LocalOpenAILLMService:
         system_prompt=llm.system_prompt,
         first_token_timeout=llm.first_token_timeout,
         max_history=llm.max_history,
+        repeat_penalty=llm.repeat_penalty,
     )

@@ -42,6 +42,7 @@ class LocalOpenAILLMService(OpenAILLMService):
         system_prompt: str = "",
         first_token_timeout: float = 4.0,
         max_history: int = 16,
+        repeat_penalty: float = 1.0,
     ) -> None:
         self._secret = api_key
         self._max_history = max_history
@@ -56,6 +57,13 @@ class LocalOpenAILLMService(OpenAILLMService):
                 max_tokens=max_tokens,
                 temperature=temperature,
                 system_instruction=system_prompt or None,
+                # llama.cpp's sampler option (prima.cpp's server has it too); not an OpenAI
+                # field, so it travels in extra_body. 1.0 sends nothing.
+                extra=(
+                    {"extra_body": {"repeat_penalty": repeat_penalty}}
+                    if repeat_penalty != 1.0
+                    else {}
+                ),
             ),
         )
 

@@ -5,10 +5,13 @@ the reply bound, and every failure becoming a spoken apology while the service s
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import threading
+import urllib.request
 
+import pytest
 from pipecat.frames.frames import (
     ErrorFrame,
     LLMContextFrame,
@@ -25,7 +28,7 @@ from pipecat.pipeline.worker import PipelineParams
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.tests.utils import run_test
 
-from pipecatapp.config import AppConfig
+from pipecatapp.config import DEFAULT_SYSTEM_PROMPT, AppConfig
 from pipecatapp.embedded.server import LlamaServer, free_port
 from pipecatapp.resilience import ApologyPlayer, LLMFailedFrame
 from pipecatapp.services import factory
@@ -163,3 +166,37 @@ def test_history_is_cut_in_blocks_so_the_prompt_prefix_stays_stable():
     assert changes <= 3, firsts
     assert firsts[:4] == ["question 0"] * 4, firsts
     assert len(context.get_messages()) <= 8 + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("penalty", [1.0, 1.1])
+async def test_repeat_penalty_reaches_the_server(smollm2_server, penalty):
+    # What the server used for the last request, from its own /slots report.
+    llm = _llm(smollm2_server.base_url, max_tokens=8, repeat_penalty=penalty)
+    context = LLMContext(messages=[{"role": "user", "content": "What is the capital of France?"}])
+    down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(context)])
+    assert _texts(down)
+    root = smollm2_server.base_url.removesuffix("/v1")
+    with urllib.request.urlopen(f"{root}/slots", timeout=10) as response:
+        (slot,) = json.load(response)
+    assert slot["params"]["repeat_penalty"] == pytest.approx(penalty)
+
+
+@pytest.mark.slow
+async def test_repeat_penalty_stops_smollm2_copying_an_earlier_answer(smollm2_server):
+    # Seen in the voice benchmark: after "what is 2 plus 2?" -> "The answer is 4.", SmolLM2
+    # with no penalty answered every later question, whatever it was, "The answer is 4.".
+    history = [
+        ("Tell me a long story about a dragon and a knight.", "Once upon a time, in a land"),
+        ("Wait, what is 2 plus 2?", "The answer is 4."),
+        ("Describe the city of Paris in detail.", "The answer is 4."),
+    ]
+    messages: list[dict[str, str]] = []
+    for user, bot in history:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": bot}]
+    messages.append({"role": "user", "content": "Tell me everything you know about the ocean."})
+    llm = _llm(smollm2_server.base_url, max_tokens=24, repeat_penalty=1.1,
+               system_prompt=DEFAULT_SYSTEM_PROMPT)
+    down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(LLMContext(messages=messages))])
+    reply = _texts(down)
+    assert reply and "answer is 4" not in reply.lower(), reply
