@@ -20,8 +20,7 @@ from pipecat.tests.utils import run_test
 from pipecatapp.errors import ConfigError, EngineUnavailable
 from pipecatapp.services.tts_common import render_speech
 from pipecatapp.services.tts_melotts import MeloTTSService
-
-from .audio_pipeline import words
+from tests.transcripts import words
 
 REPLY = "Paris is the capital of France. It is a lovely city."
 MELO_INSTALLED = importlib.util.find_spec("melo") is not None

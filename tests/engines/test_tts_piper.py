@@ -18,8 +18,7 @@ from pipecatapp.services.tts_common import (
     trim_lead_in,
 )
 from pipecatapp.services.tts_piper import PiperTTS
-
-from .audio_pipeline import words
+from tests.transcripts import words
 
 REPLY = "Paris is the capital of France. It is a lovely city on the river Seine."
 
