@@ -92,6 +92,9 @@ class TTSConfig:
     melo_speaker: str = "EN-US"
     melo_speed: float = 1.0
     apology: str = DEFAULT_APOLOGY
+    # A reply's first clause ("..., " of at least this many words) goes to TTS on its own,
+    # before its sentence is complete; 0 = whole sentences only (stock).
+    first_clause_words: int = 4
 
 
 @dataclass
@@ -172,6 +175,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "vad.min_volume": 0.6,
         "llm.max_tokens": 150,
         "llm.repeat_penalty": 1.0,
+        "tts.first_clause_words": 0,
     },
 }
 
@@ -382,6 +386,7 @@ def validate(cfg: AppConfig) -> None:
                     f"tts.{name}", "MeloTTS needs its local config.json and checkpoint.pth"
                 )
     _between("tts.length_scale", cfg.tts.length_scale, 0.25, 4.0)
+    _between("tts.first_clause_words", cfg.tts.first_clause_words, 0, 50)
     _between("tts.melo_speed", cfg.tts.melo_speed, 0.25, 4.0)
     if not cfg.tts.apology.strip():
         raise ConfigError("tts.apology", "must be a sentence to speak when the LLM fails")
