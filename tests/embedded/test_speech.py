@@ -39,10 +39,13 @@ def test_whisper_hears_the_test_voice(espeak_wav, transcribe, tmp_path: Path, te
 @pytest.mark.slow
 def test_smollm2_knows_the_capital_of_france(smollm2_server: LlamaServer) -> None:
     # Without a system prompt SmolLM2-135M answers this in French ("L'Étoile, ..."); with the
-    # usual one-line assistant prompt it says "The capital of France is Paris."
+    # usual one-line assistant prompt it says "The capital of France is Paris." The server is
+    # shared by the session: without cache_prompt false, a prefix cached by an earlier test's
+    # request is reused, the logits differ in the last bits, and greedy decoding of this
+    # 135M model can flip to French (seen in a CI run).
     body = {"messages": [{"role": "system", "content": "You are a helpful assistant."},
                          {"role": "user", "content": "What is the capital of France?"}],
-            "max_tokens": 40, "temperature": 0}
+            "max_tokens": 40, "temperature": 0, "cache_prompt": False}
     request = urllib.request.Request(f"{smollm2_server.base_url}/chat/completions",
                                      data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
