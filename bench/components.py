@@ -72,7 +72,7 @@ def _whisper(work: Path, repeats: int, progress: Callable[[str], None]
                     heard = " ".join(s.text.strip() for s in segments)
                     times.append(time.perf_counter() - start)
                     total += 1
-                    right += heard.lower().strip(" ?.!") == text.lower().strip(" ?.!")
+                    right += word_errors(heard, text) == 0
             rows.append((beam, threads, median(times), right, total))
         del model
     return rows
@@ -85,7 +85,7 @@ def _window(work: Path, texts: tuple[str, ...], voices: tuple[str, ...],
     import soundfile as sf
     from faster_whisper import WhisperModel
 
-    from pipecatapp.services.whisper_window import transcribe_utterance, transcribe_window
+    from pipecatapp.services.whisper_window import transcribe_utterance
 
     model = WhisperModel(str(models.whisper_base_dir(progress=None)), device="cpu",
                          compute_type="int8", cpu_threads=2, local_files_only=True)
@@ -104,10 +104,8 @@ def _window(work: Path, texts: tuple[str, ...], voices: tuple[str, ...],
             heard = transcribe_utterance(model, audio, window_secs=window, beam_size=1,
                                          language="en")
             times.append(time.perf_counter() - start)
-            if window < 30 and transcribe_window(model, audio, window_secs=window, beam_size=1,
-                                                 language="en") is None:
-                fallbacks += 1
-            wrong = word_errors(heard, text)
+            fallbacks += window < 30 and heard.window is None
+            wrong = word_errors(heard.text, text)
             errors += wrong
             exact += wrong == 0
         rows.append(WindowRow(window, median(times), errors, exact, len(clips), fallbacks))

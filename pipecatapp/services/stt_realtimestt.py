@@ -118,14 +118,14 @@ class WhisperLane:
         record = InterimPass(self.utterance, len(audio))
         self.latest = record
         try:
-            text = transcribe_utterance(
+            heard = transcribe_utterance(
                 self._model,
                 np.asarray(audio, dtype=np.float32),
                 window_secs=self._window_secs,
                 beam_size=self._beam_size,
                 language=language or self._language,
             )
-            record.text = text
+            text = record.text = heard.text
         finally:
             record.done.set()
         self.passes.append(

@@ -203,28 +203,19 @@ class WhisperSTT(WhisperSTTService):
 
         await self.start_processing_metrics()
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
-        model = self._model
-        language = self._language_code()
-        beam_size = self._beam_size
-        hotwords = self._settings.hotwords or None
-        initial_prompt = self._settings.initial_prompt or None
         no_speech = self._settings.no_speech_prob
-        no_speech_threshold = no_speech if isinstance(no_speech, float) else None
-        window_secs = self._window_secs
-
-        def transcribe() -> str:
-            return transcribe_utterance(
-                model,
-                samples,
-                window_secs=window_secs,
-                beam_size=beam_size,
-                language=language,
-                hotwords=hotwords,
-                initial_prompt=initial_prompt,
-                no_speech_threshold=no_speech_threshold,
-            )
-
-        text = await asyncio.to_thread(transcribe)
+        heard = await asyncio.to_thread(
+            transcribe_utterance,
+            self._model,
+            samples,
+            window_secs=self._window_secs,
+            beam_size=self._beam_size,
+            language=self._language_code(),
+            hotwords=self._settings.hotwords or None,
+            initial_prompt=self._settings.initial_prompt or None,
+            no_speech_threshold=no_speech if isinstance(no_speech, float) else None,
+        )
+        text = heard.text
         await self.stop_processing_metrics()
 
         if text:

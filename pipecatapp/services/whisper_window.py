@@ -38,11 +38,19 @@ _MIN_AVG_LOGPROB = -1.0
 
 @dataclass(frozen=True)
 class WindowResult:
-    """A short-window transcription: its text and Whisper's no-speech probability."""
+    """A short-window transcription: its text, Whisper's no-speech probability, the window."""
 
     text: str
     no_speech_prob: float
-    avg_logprob: float
+    window: float
+
+
+@dataclass(frozen=True)
+class Heard:
+    """An utterance's text and the encoder window that produced it (None: the full 30 s)."""
+
+    text: str
+    window: float | None
 
 
 def window_for(audio_secs: float, window_secs: float) -> float | None:
@@ -102,7 +110,7 @@ def transcribe_window(
         get_compression_ratio(text) > _MAX_COMPRESSION_RATIO or avg_logprob < _MIN_AVG_LOGPROB
     ):
         return None
-    return WindowResult(text, float(result.no_speech_prob), float(avg_logprob))
+    return WindowResult(text, float(result.no_speech_prob), window)
 
 
 def transcribe_utterance(
@@ -115,7 +123,7 @@ def transcribe_utterance(
     hotwords: str | None = None,
     initial_prompt: str | None = None,
     no_speech_threshold: float | None = None,
-) -> str:
+) -> Heard:
     """One utterance to text: the short window where it applies, else faster-whisper's full
     ``transcribe``. Text Whisper itself judges to be no speech is dropped."""
     if window_secs < FULL_WINDOW_SECS:
@@ -125,8 +133,8 @@ def transcribe_utterance(
         )
         if short is not None:
             if no_speech_threshold is not None and short.no_speech_prob >= no_speech_threshold:
-                return ""
-            return short.text
+                return Heard("", short.window)
+            return Heard(short.text, short.window)
     # transcribe() is lazy: the segments are decoded while they are consumed.
     segments, _ = model.transcribe(
         samples,
@@ -140,4 +148,4 @@ def transcribe_utterance(
         s.text for s in segments
         if no_speech_threshold is None or s.no_speech_prob < no_speech_threshold
     ]
-    return " ".join(t.strip() for t in kept).strip()
+    return Heard(" ".join(t.strip() for t in kept).strip(), None)

@@ -60,6 +60,7 @@ def test_a_question_is_heard_on_the_short_window(whisper, espeak_wav, tmp_path, 
     assert result is not None, "a 2-3 s question must fit a 10 s window"
     assert close_enough(result.text, text), result
     assert result.no_speech_prob < 0.4, result
+    assert result.window == 10.0, result
 
 
 @pytest.mark.slow
@@ -69,8 +70,10 @@ def test_speech_too_long_for_a_short_window_falls_back_to_the_full_one(
     samples = np.concatenate([one, one])  # about 15 s: twice that is Whisper's whole window
     assert transcribe_window(whisper, samples, window_secs=10.0, beam_size=1,
                              language="en") is None
-    heard = transcribe_utterance(whisper, samples, window_secs=10.0, beam_size=1,
-                                 language="en", no_speech_threshold=0.4)
+    result = transcribe_utterance(whisper, samples, window_secs=10.0, beam_size=1,
+                                  language="en", no_speech_threshold=0.4)
+    assert result.window is None, "a 15 s utterance went through a short window"
+    heard = result.text
     # Both halves heard, at most four words off in each (the full window hears the end of
     # this sentence as "reads book solve" here).
     assert heard.lower().count("friendly dragon") == 2, heard
@@ -81,4 +84,4 @@ def test_speech_too_long_for_a_short_window_falls_back_to_the_full_one(
 def test_silence_gives_no_text(whisper):
     quiet = np.random.default_rng(1).normal(0.0, 0.0005, 32000).astype(np.float32)
     assert transcribe_utterance(whisper, quiet, window_secs=10.0, beam_size=1, language="en",
-                                no_speech_threshold=0.4) == ""
+                                no_speech_threshold=0.4).text == ""
