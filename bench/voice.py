@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.common import Table, fmt, median, percentile
 from pipecatapp.embedded.server import LlamaServer
-from pipecatapp.embedded.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav
+from pipecatapp.embedded.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav, words
 from pipecatapp.errors import ConfigError
 
 QUESTIONS = (
@@ -181,10 +181,6 @@ def run_app(profile: str, script: Script, llm_url: str, work: Path,
     return result
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
 def analyse(result: ProfileResult, script: Script) -> None:
     events = result.events
     onsets = sorted(e["t"] for e in events if e["event"] == "input_speech")
@@ -216,7 +212,7 @@ def analyse(result: ProfileResult, script: Script) -> None:
         seg = min(script.segments, key=lambda s: abs(s.end + offset - stop))
         if seg.kind != "question" or abs(seg.end + offset - stop) > 0.6:
             continue
-        if _words(turn.get("text", "")) == _words(seg.text):
+        if words(turn.get("text", "")) == words(seg.text):
             result.heard_right += 1
         if turn.get("voice_to_voice") is None:
             continue
