@@ -70,7 +70,11 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
 
 
 def speak_first_clause(tts: Any, min_words: int) -> None:
-    """Give a pipecat TTS service the first-clause aggregator (``min_words`` 0: leave it)."""
+    """Give a pipecat TTS service the first-clause aggregator (``min_words`` 0: leave it).
+
+    pipecat 1.14's TTSService takes no aggregator argument (only a mode), so the one it built
+    is replaced, keeping its mode and language.
+    """
     if min_words <= 0:
         return
     current = tts._text_aggregator
