@@ -255,7 +255,7 @@ def _native(model: Path, threads: int) -> Iterator[str]:
         yield url
 
 
-def engines(smoke: bool, logs: Path) -> tuple[list[Engine], list[str]]:
+def engines(smoke: bool, logs: Path, builds_only: bool = False) -> tuple[list[Engine], list[str]]:
     skipped: list[str] = []
     found = [
         Engine("llama-server", 1, lambda m: _llama(m, 1),
@@ -270,6 +270,9 @@ def engines(smoke: bool, logs: Path) -> tuple[list[Engine], list[str]]:
         Engine("llama.cpp RPC (loopback)", 1, lambda m: _rpc(m, 1, logs),
                note="ggml-rpc-server holds all layers; llama-server --rpc -ngl 99"),
     ]
+    if builds_only:
+        return found[:2], ["other engines: skipped (--builds: the portable and native builds "
+                           "only)"]
     if smoke:
         found = [found[0], found[6]]
         skipped.append(f"{NATIVE}: skipped in the smoke pass (it compiles for minutes)")
@@ -304,10 +307,10 @@ def label(engine: Engine) -> str:
 
 def run(model: Path, *, smoke: bool, repeats: int, logs: Path,
         progress: Callable[[str], None], lengths: list[int] | None = None,
-        loaded: bool = True) -> LlmRun:
+        loaded: bool = True, builds_only: bool = False) -> LlmRun:
     lengths = lengths or ([16, 64] if smoke else [32, 128, 512, 1024])
     max_tokens = 16 if smoke else 64
-    found, skipped = engines(smoke, logs)
+    found, skipped = engines(smoke, logs, builds_only)
     if not loaded:
         found = [e for e in found if not e.load]
         skipped.append("runs with one core kept busy: skipped (--skip-loaded)")
