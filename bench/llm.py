@@ -411,8 +411,11 @@ def builds_table(run_: LlmRun) -> list[Table]:
     table = Table("LLM: portable build (runtime CPU dispatch) vs native build, 1 thread, "
                   "server-side medians",
                   ["prompt tokens", "portable decode tok/s", "native decode tok/s",
-                   "decode ratio", "portable prompt eval tok/s", "native prompt eval tok/s",
+                   "decode ratio", "decode / memory roofline (portable, native)",
+                   "portable prompt eval tok/s", "native prompt eval tok/s",
                    "prompt eval ratio"])
+    one = next((bw for bw in run_.bandwidth if bw.threads == 1), None)
+    roof = one.read_gbs * 1e9 / run_.weight_bytes if one else 0.0
     for n in run_.lengths:
         row = []
         for samples in (portable, native):
@@ -420,9 +423,13 @@ def builds_table(run_: LlmRun) -> list[Table]:
             row.append((median([s.server_decode_tps or s.decode_tps for s in group]),
                         median([s.server_prompt_tps or 0.0 for s in group])))
         (pd, pp), (nd, np_) = row
-        table.add(n, fmt(pd, 1), fmt(nd, 1), fmt(pd / nd, 2) if nd else "-", fmt(pp, 0),
+        table.add(n, fmt(pd, 1), fmt(nd, 1), fmt(pd / nd, 2) if nd else "-",
+                  f"{pd / roof:.2f}, {nd / roof:.2f}" if roof else "-", fmt(pp, 0),
                   fmt(np_, 0), fmt(pp / np_, 2) if np_ else "-")
     table.notes.append("ratio = portable / native; the portable build should lose at most 10 %")
+    if roof:
+        table.notes.append(f"memory roofline, 1 thread: {roof:.0f} tok/s (read bandwidth / "
+                           "bytes of weights a decode step reads)")
     if run_.cpu_variant:
         table.notes.append(f"CPU variant the portable build loaded here: {run_.cpu_variant}")
     return [table]
