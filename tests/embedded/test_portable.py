@@ -8,6 +8,7 @@ check that the setup and the roles run after every build.
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import signal
@@ -82,3 +83,33 @@ def test_the_tiny_gguf_is_a_valid_llama_model(tmp_path: Path) -> None:
     assert {"token_embd.weight", "output.weight", "blk.0.attn_q.weight"} <= names
     arch = reader.fields["general.architecture"]
     assert bytes(arch.parts[arch.data[0]]).decode() == "llama"
+
+
+BUILD = ROOT / "scripts" / "build-llama-server.sh"
+
+
+def _build(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if k != "LLAMA_SERVER_BIN"} | env
+    return subprocess.run(["bash", str(BUILD), *args], capture_output=True, text=True,
+                          env=full, timeout=60, check=False)
+
+
+def test_check_mode_finds_the_cached_build(llama_bin: Path) -> None:
+    """A second setup run reuses the build (what --check tells the role)."""
+    if not (llama_bin / ".build-stamp").is_file():
+        pytest.skip("LLAMA_SERVER_BIN points at a build this script did not make")
+    result = _build("portable", "--check", env={"LLAMA_CPP_BIN_DIR": str(llama_bin)})
+    assert result.returncode == 0, result.stderr
+    assert "cached build" in result.stderr
+
+
+def test_the_build_never_replaces_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    target = tmp_path / "bin"
+    target.mkdir()
+    (target / "something-else").write_text("keep me")
+    result = _build("portable", env={"LLAMA_CPP_BIN_DIR": str(target)})
+    assert result.returncode == 2
+    assert "was not made by this script" in result.stderr
+    assert (target / "something-else").read_text() == "keep me"
+    assert _build("portable", "--check",
+                  env={"LLAMA_CPP_BIN_DIR": str(tmp_path / "empty")}).returncode == 3
