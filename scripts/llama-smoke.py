@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
 import shlex
 import signal
@@ -179,6 +180,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.lower().startswith(("model name", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine() or "unknown CPU"
+
+
 def _describe(code: int) -> str:
     if code < 0:
         sig = signal.Signals(-code)
@@ -258,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     server = Path(args.binary)
     if server.is_dir():
         server = server / "llama-server"
-    host = socket.gethostname()
+    host = f"{socket.gethostname()} ({_cpu_model()})"
     if not (server.is_file() and os.access(server, os.X_OK)):
         sys.stderr.write(f"llama-smoke on {host}: {server} is not an executable file\n")
         return 2
