@@ -29,7 +29,10 @@ def _progress(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--suite", choices=("llm", "voice", "components", "all"), default="all")
+    parser.add_argument("--suite", choices=("llm", "tuning", "voice", "components", "all"),
+                        default="all",
+                        help="tuning: each llama-server setting against the app's, with the "
+                             "memory and compute rooflines (not part of all)")
     parser.add_argument("--smoke", action="store_true",
                         help="quick pass with the tiny model (what CI runs)")
     parser.add_argument("--repeats", type=int, default=None,
@@ -82,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
                 sections.append(table.markdown())
                 print(table.markdown(), flush=True)
             plots += llm.plots(run, args.out)
+        if args.suite == "tuning":
+            from bench import llm_tuning
+
+            trun = llm_tuning.run(model, repeats=args.repeats or (1 if args.smoke else 3),
+                                  logs=logs, progress=_progress,
+                                  turns=2 if args.smoke else 8)
+            for table in llm_tuning.tables(trun):
+                sections.append(table.markdown())
+                print(table.markdown(), flush=True)
         if args.suite in ("voice", "components", "all"):
             from bench import components
 
