@@ -139,7 +139,7 @@ def run(model: Path, *, repeats: int, logs: Path, progress: Callable[[str], None
             try:
                 urls[label] = stack.enter_context(_server(model, threads, extra, logs, str(i)))
             except Exception as error:
-                failures.append(f"{label}: did not start: {error}")
+                failures.append(f"{label}: did not start: {str(error).splitlines()[0]}")
         prompts = {}
         for label, url in urls.items():
             root = url.removesuffix("/v1")

@@ -51,6 +51,19 @@ def test_llm_smoke(tmp_path: Path) -> None:
         assert (tmp_path / name).read_bytes()[:8] == PNG
 
 
+def test_tuning_smoke(tmp_path: Path) -> None:
+    _bench(tmp_path, "--suite", "tuning", timeout=400)
+    results = (tmp_path / "results.md").read_text()
+    rows = _rows(results, "LLM tuning: tiny.gguf")
+    assert rows[0][0].startswith("baseline") and len(rows) >= 5, rows
+    for row in rows:
+        assert _number(row[1]) > 0 and _number(row[4]) > 0, row
+    assert "compute roofline" in results and "memory roofline" in results
+    chat = _rows(results, "LLM: prompt tokens evaluated per turn")
+    assert len(chat) == 2
+    assert all(int(total) >= int(evaluated) > 0 for _, total, evaluated, _ in chat), chat
+
+
 @pytest.mark.slow
 def test_voice_smoke(tmp_path: Path) -> None:
     _bench(tmp_path, "--suite", "voice", timeout=600)
