@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                              "1 thread each, side by side")
     parser.add_argument("--turns", type=int, default=None,
                         help="turns of the scripted voice conversation (default 10, smoke 2)")
+    parser.add_argument("--voices", type=int, default=None,
+                        help="voice suite: how many voices of the panel (default all six, "
+                             "smoke 1)")
     parser.add_argument("--profiles", default="stock,tuned",
                         help="voice suite: app profiles to run side by side (default stock,tuned)")
     parser.add_argument("--set", dest="app_settings", action="append", default=[],
@@ -104,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.suite in ("voice", "all"):
             from bench import voice
 
-            vrun = voice.run(model, smoke=args.smoke, turns=args.turns or (2 if args.smoke
-                                                                           else 10),
+            vrun = voice.run(model, smoke=args.smoke, turns=args.turns or (
+                                 2 if args.smoke else 10 if args.voices == 1 else 6),
                              work=args.out / "voice", progress=_progress,
                              profiles=[p.strip() for p in args.profiles.split(",") if p.strip()],
-                             settings=args.app_settings)
+                             settings=args.app_settings, voices=args.voices)
             for table in voice.tables(vrun):
                 sections.append(table.markdown())
                 print(table.markdown(), flush=True)

@@ -65,6 +65,29 @@ RATE = 16000
 PROFILES = ("stock", "tuned")
 
 
+@dataclass(frozen=True)
+class Voice:
+    """A synthetic user voice: an espeak-ng voice and rate, sox effects on each utterance,
+    and room noise mixed under the whole script (dB relative to full scale, None = none)."""
+
+    name: str
+    espeak: str
+    rate: int
+    effects: tuple[str, ...] = ()
+    noise_db: float | None = None
+
+
+# The panel: tuning decisions are made on all of them, never on one voice.
+PANEL = (
+    Voice("us-m7", DEFAULT_VOICE, DEFAULT_RATE),
+    Voice("gb-f3", "en-gb+f3", 140),
+    Voice("us-m3-fast", "en-us+m3", 170),
+    Voice("scot-f4-low", "en-gb-scotland+f4", 130, ("pitch", "-250")),
+    Voice("rp-m1-room", "en-gb-x-rp+m1", 135, ("reverb", "40", "50", "60")),
+    Voice("us-f2-noisy", "en-us+f2", 145, (), -32.0),
+)
+
+
 @dataclass
 class Segment:
     kind: str  # "question", "long", "interruption"
@@ -83,6 +106,7 @@ class Script:
 @dataclass
 class ProfileResult:
     profile: str
+    voice: str = PANEL[0].name
     turns: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     wall: float = 0.0
@@ -113,7 +137,7 @@ def _read(path: Path) -> np.ndarray:
 
 def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: float = 9.0,
                  interrupt_after: tuple[float, ...] = (6.0,),
-                 after_interrupt: float = 7.0) -> Script:
+                 after_interrupt: float = 7.0, voice: Voice = PANEL[0]) -> Script:
     """``turns`` questions with ``answer_gap`` s after each, then ``interruptions`` pairs of a
     long request and, ``interrupt_after`` s after it ends (the delays taken in turn), an
     interrupting question. Several delays, so the interruptions land while the bot talks
@@ -131,8 +155,14 @@ def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: floa
     def say(kind: str, text: str) -> None:
         nonlocal cursor
         name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
-        audio = _read(espeak_wav(text, work / "utterances" / f"{name}.wav",
-                                 lead_silence=0.0, tail_silence=0.0))
+        wav = espeak_wav(text, work / "utterances" / f"{name}.wav", voice=voice.espeak,
+                         rate=voice.rate, lead_silence=0.0, tail_silence=0.0)
+        if voice.effects:
+            shaped = wav.with_name(f"{name}-{voice.name}.wav")
+            subprocess.run(["sox", str(wav), str(shaped), *voice.effects, "rate", str(RATE),
+                            "channels", "1"], check=True, capture_output=True, timeout=60)
+            wav = shaped
+        audio = _read(wav)
         pieces.append(audio)
         segments.append(Segment(kind, text, cursor, cursor + len(audio) / RATE))
         cursor += len(audio) / RATE
@@ -146,6 +176,12 @@ def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: floa
         silence(interrupt_after[i % len(interrupt_after)])
         say("interruption", INTERRUPTIONS[i % len(INTERRUPTIONS)])
         silence(after_interrupt)
+    script = np.concatenate(pieces)
+    if voice.noise_db is not None:
+        noise = np.random.default_rng(0).standard_normal(len(script))
+        noise *= 32767 * 10 ** (voice.noise_db / 20)
+        script = np.clip(script.astype(np.float64) + noise, -32768, 32767).astype(np.int16)
+    pieces = [script]
     path = work / "script.wav"
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
@@ -244,19 +280,23 @@ def analyse(result: ProfileResult, script: Script) -> None:
 def run(model: Path, *, smoke: bool, turns: int, work: Path,
         progress: Callable[[str], None], interruptions: int | None = None,
         threads: int = 1, profiles: list[str] | None = None,
-        settings: list[str] | None = None) -> VoiceRun:
+        settings: list[str] | None = None, voices: int | None = None) -> VoiceRun:
+    """``voices`` first voices of the panel (default: all; smoke: one), each with its own
+    script of ``turns`` questions and ``interruptions`` interrupted long answers, every
+    profile on every voice, one shared llama-server."""
     profiles = profiles or list(PROFILES)
     unknown = [p for p in profiles if p not in PROFILES]
     if unknown:
         raise ConfigError("--profiles", f"unknown profile {unknown[0]!r}; one of {PROFILES}")
-    interruptions = interruptions if interruptions is not None else (1 if smoke else 14)
-    progress(f"building the script: {turns} questions, {interruptions} interruptions "
-             f"(espeak-ng {DEFAULT_VOICE}, {DEFAULT_RATE} wpm)")
-    script = build_script(work, turns, interruptions,
-                          answer_gap=6.0 if smoke else 9.0,
-                          interrupt_after=(2.5,) if smoke else (1.8, 3.0, 4.5))
-    notes = [f"script: {script.seconds:.0f} s of audio fed in real time; user voice espeak-ng "
-             f"{DEFAULT_VOICE} at {DEFAULT_RATE} wpm; bot voice Piper joe-medium"]
+    panel = PANEL[:voices or (1 if smoke else len(PANEL))]
+    if interruptions is None:
+        interruptions = 1 if smoke else (14 if len(panel) == 1 else 4)
+    notes = ["user voices (espeak-ng; sox effects): "
+             + "; ".join(f"{v.name} = {v.espeak} {v.rate} wpm"
+                         + (f" {' '.join(v.effects)}" if v.effects else "")
+                         + (f" room noise {v.noise_db:.0f} dBFS" if v.noise_db else "")
+                         for v in panel)
+             + "; bot voice Piper joe-medium"]
     extra: list[str] = []
     if smoke:
         extra = ["--max-tokens", "24"]
@@ -264,14 +304,46 @@ def run(model: Path, *, smoke: bool, turns: int, work: Path,
         extra += ["--set", setting]
         notes.append(f"every profile ran with --set {setting}")
     results = []
+    script = None
     with LlamaServer(model, threads=threads, ctx=4096) as server:
         llm = f"llama-server on {model.name}, {threads} thread, {server.base_url}"
-        for profile in profiles:
-            progress(f"voice: profile {profile} ({script.seconds:.0f} s of speech, real time)")
-            results.append(run_app(profile, script, server.base_url, work, extra))
-            if results[-1].error:
-                progress(f"voice: profile {profile} failed: {results[-1].error[:300]}")
+        for voice in panel:
+            progress(f"building the script for voice {voice.name}: {turns} questions, "
+                     f"{interruptions} interruptions")
+            script = build_script(work / voice.name, turns, interruptions,
+                                  answer_gap=6.0 if smoke else 9.0,
+                                  interrupt_after=(2.5,) if smoke else (1.8, 3.0, 4.5),
+                                  voice=voice)
+            for profile in profiles:
+                progress(f"voice {voice.name}: profile {profile} ({script.seconds:.0f} s of "
+                         "speech, real time)")
+                result = run_app(profile, script, server.base_url, work / voice.name, extra)
+                result.voice = voice.name
+                results.append(result)
+                if result.error:
+                    progress(f"voice {voice.name}: profile {profile} failed: "
+                             f"{result.error[:300]}")
+    assert script is not None
+    notes.insert(0, f"script per voice: {script.seconds:.0f} s of audio fed in real time")
     return VoiceRun(results, script, llm, notes)
+
+
+def pooled(results: list[ProfileResult], profile: str) -> ProfileResult:
+    """All voices of one profile as one result (turns, stages and barge-ins together)."""
+    mine = [r for r in results if r.profile == profile and not r.error]
+    out = ProfileResult(profile, voice="all voices", wall=sum(r.wall for r in mine))
+    out.stages = {name: [] for name in (mine[0].stages if mine else [])}
+    for r in mine:
+        out.v2v += r.v2v
+        out.barge += r.barge
+        out.barge_detected += r.barge_detected
+        out.heard_right += r.heard_right
+        out.questions += r.questions
+        out.no_audio += r.no_audio
+        out.turns += r.turns
+        for name, values in r.stages.items():
+            out.stages[name] += values
+    return out
 
 
 def _p(values: list[float], q: float) -> float | None:
@@ -280,19 +352,28 @@ def _p(values: list[float], q: float) -> float | None:
 
 def tables(run_: VoiceRun) -> list[Table]:
     summary = Table("Voice: scripted conversation through the file transport",
-                    ["profile", "voice-to-voice p50 s", "p95 s", "turns", "heard right",
-                     "turns without audio", "barge-in p50 s", "p95 s", "interruptions",
-                     "detected", "session s"])
-    for r in run_.results:
+                    ["profile", "voice", "voice-to-voice p50 s", "p95 s", "turns",
+                     "heard right", "turns without audio", "barge-in p50 s", "p95 s",
+                     "interruptions", "detected", "session s"])
+    profiles = list(dict.fromkeys(r.profile for r in run_.results))
+    several = len({r.voice for r in run_.results}) > 1
+    rows = [r for p in profiles for r in run_.results if r.profile == p]
+    if several:
+        rows = [x for p in profiles
+                for x in [*(r for r in run_.results if r.profile == p),
+                          pooled(run_.results, p)]]
+    for r in rows:
         if r.error:
-            summary.add(r.profile, "failed", "-", "-", "-", "-", "-", "-", "-", "-",
+            summary.add(r.profile, r.voice, "failed", "-", "-", "-", "-", "-", "-", "-", "-",
                         fmt(r.wall, 0))
-            summary.notes.append(f"{r.profile}: {r.error}")
+            summary.notes.append(f"{r.profile}, {r.voice}: {r.error}")
             continue
-        summary.add(r.profile, fmt(_p(r.v2v, 50), 2), fmt(_p(r.v2v, 95), 2), len(r.v2v),
-                    f"{r.heard_right}/{r.questions}", r.no_audio, fmt(_p(r.barge, 50), 3),
-                    fmt(_p(r.barge, 95), 3), len(r.barge), r.barge_detected, fmt(r.wall, 0))
-    ok = [r for r in run_.results if not r.error]
+        summary.add(r.profile, r.voice, fmt(_p(r.v2v, 50), 2), fmt(_p(r.v2v, 95), 2),
+                    len(r.v2v), f"{r.heard_right}/{r.questions}", r.no_audio,
+                    fmt(_p(r.barge, 50), 3), fmt(_p(r.barge, 95), 3), len(r.barge),
+                    r.barge_detected, fmt(r.wall, 0))
+    ok = [pooled(run_.results, p) for p in profiles] if several else [
+        r for r in run_.results if not r.error]
     by = {r.profile: r for r in ok}
     if "stock" in by and "tuned" in by:
         s, t = by["stock"], by["tuned"]
@@ -300,8 +381,8 @@ def tables(run_: VoiceRun) -> list[Table]:
         for a, b in ((_p(s.v2v, 50), _p(t.v2v, 50)), (_p(s.v2v, 95), _p(t.v2v, 95)),
                      (_p(s.barge, 50), _p(t.barge, 50)), (_p(s.barge, 95), _p(t.barge, 95))):
             cells.append(f"{a / b:.2f}x" if a and b else "-")
-        summary.add("stock / tuned", cells[0], cells[1], "", "", "", cells[2], cells[3], "",
-                    "", "")
+        summary.add("stock / tuned", "all voices" if several else "", cells[0], cells[1], "",
+                    "", "", cells[2], cells[3], "", "", "")
     summary.notes += [*run_.notes, f"LLM: {run_.llm}",
                                    "voice-to-voice: end of user speech (input file) to the "
                                    "bot's first output sample; barge-in: onset of user "
@@ -318,7 +399,18 @@ def tables(run_: VoiceRun) -> list[Table]:
     stages.notes.append("VAD end of speech: speech end -> VAD stop; STT: VAD stop -> final "
                         "transcript; turn end wait: transcript -> user turn end (smart-turn "
                         "or speech timeout); then LLM first token, first TTS audio, output")
-    return [summary, stages]
+    tables_ = [summary, stages]
+    if several:
+        per_voice = Table("Voice: stages per voice (median seconds per answered question)",
+                          ["profile", "voice", *(ok[0].stages if ok else []),
+                           "voice-to-voice p50"])
+        for r in run_.results:
+            if not r.error:
+                per_voice.add(r.profile, r.voice,
+                              *[fmt(median(v), 3) if v else "-" for v in r.stages.values()],
+                              fmt(_p(r.v2v, 50), 3))
+        tables_.append(per_voice)
+    return tables_
 
 
 def plots(run_: VoiceRun, out: Path) -> list[Path]:
@@ -331,6 +423,27 @@ def plots(run_: VoiceRun, out: Path) -> list[Path]:
     if not ok:
         return []
     written = []
+    profiles = list(dict.fromkeys(r.profile for r in ok))
+    voices = list(dict.fromkeys(r.voice for r in ok))
+    if len(voices) > 1:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        width = 0.8 / len(profiles)
+        for i, profile in enumerate(profiles):
+            p50 = [next((_p(r.v2v, 50) or 0.0 for r in ok
+                         if r.profile == profile and r.voice == v), 0.0) for v in voices]
+            ax.bar(np.arange(len(voices)) + i * width, p50, width, label=profile)
+        ax.set_xticks(np.arange(len(voices)) + width * (len(profiles) - 1) / 2, voices,
+                      fontsize=8)
+        ax.set_ylabel("voice-to-voice p50 (s)")
+        ax.set_title("Voice-to-voice per user voice")
+        ax.legend(fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+        fig.tight_layout()
+        path = out / "voice_panel.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+        ok = [pooled(run_.results, p) for p in profiles]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     names = list(ok[0].stages)
     bottom = np.zeros(len(ok))
