@@ -225,6 +225,21 @@
     }
   }
 
+  // Close once the assistant has ended the session (it closes the data channel), or after
+  // a few seconds: closing first would leave the assistant writing audio to no one.
+  function closeWhenEnded(pc, channel) {
+    const close = () => pc.close();
+    if (!channel || channel.readyState !== "open") {
+      close();
+      return;
+    }
+    const timer = setTimeout(close, 3000);
+    channel.addEventListener("close", () => {
+      clearTimeout(timer);
+      close();
+    });
+  }
+
   function disconnect(reason) {
     const pc = status.pc;
     status.pc = null;
@@ -233,15 +248,7 @@
     if (dc && dc.readyState === "open") send("disconnect-bot");
     const channel = dc;
     dc = null;
-    if (pc) {
-      // Let the goodbye leave before the connection closes.
-      const close = () => pc.close();
-      if (channel && channel.readyState === "open" && channel.bufferedAmount > 0) {
-        setTimeout(close, 200);
-      } else {
-        setTimeout(close, 50);
-      }
-    }
+    if (pc) closeWhenEnded(pc, channel);
     if (status.localStream) status.localStream.getTracks().forEach((t) => t.stop());
     status.localStream = null;
     el.audio.srcObject = null;

@@ -1,0 +1,216 @@
+"""The user's client, in a real browser: headless Chromium (Debian's chromium + chromedriver,
+driven by Selenium) opens the page the app serves, connects, and talks to the app through
+its fake microphone, a WAV made with espeak-ng that plays once from the moment the page asks
+for the microphone. The app is ``python -m pipecatapp -t webrtc`` in embedded mode (its own
+llama-server on SmolLM2, temperature 0).
+
+The test injects a recorder into the page that taps the microphone track and the bot's
+track on one AudioContext clock, and transcribes the bot's side with the project's STT:
+
+1. "What is the capital of France?": the page's transcript shows the question (checked first,
+   so a failure says which stage broke), and the bot's audio, as the page played it, says
+   "Paris".
+2. A question with a long answer, then "Stop. ..." spoken over that answer: the page's bot
+   audio goes silent within 300 ms of the microphone's onset (both measured in the page's
+   recording), and the interruption is answered.
+3. The page made no request to another origin: every resource the page loaded is from its
+   own origin, the browser logged no error and reported no CSP violation.
+4. Disconnect ends the app's session.
+
+Network: WebRTC needs an ICE host candidate on both sides, and both aioice (the app) and
+Chromium leave loopback out. So the app, chromedriver and Chromium run in a network
+namespace the test makes (loopback up, plus one interface holding 10.251.7.1, an address
+that exists only inside it; see tests/app/browser.py); ICE pairs that address with itself.
+The page is opened at http://127.0.0.1 (a secure context, so the microphone is allowed),
+no STUN or TURN server is configured on either side, and the namespace has no route out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from pipecatapp.embedded.server import free_port
+from tests.app import browser
+from tests.app.voice import USER_RATE, USER_VOICE, compose, duration, events
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(browser.missing_tools() is not None,
+                       reason=str(browser.missing_tools())),
+]
+
+Q1 = "What is the capital of France?"
+Q2 = "Tell me a long story about a brave knight and a dragon."
+Q3 = "Stop. How many legs does a spider have?"
+Q1_AT = 10.0  # seconds into the microphone: the session's models load when the page connects
+Q2_GAP = 14.0  # from the end of Q1: its short answer is over by then
+Q3_DELAY = 6.0  # from the end of Q2: inside the long answer (it starts 1.5 to 5 s after Q2)
+TAIL = 20.0  # after Q3: time for its answer
+BARGE_IN_LIMIT = 0.300  # seconds from the microphone's onset to the bot's audio going silent
+SILENT_GAP = 0.6  # a pause in the bot's audio at least this long means it stopped
+
+
+def segments(active: np.ndarray, window: float, min_gap: float) -> list[tuple[float, float]]:
+    """(start, end) seconds of activity runs, joining runs separated by less than min_gap."""
+    out: list[list[float]] = []
+    for i in np.flatnonzero(active):
+        t = i * window
+        if out and t - out[-1][1] < min_gap:
+            out[-1][1] = t + window
+        else:
+            out.append([t, t + window])
+    return [(a, b) for a, b in out]
+
+
+def start_app(tmp: Path, port: int, llama_bin: Path, timeline: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPECATAPP_", "NOMAD_"))}
+    env.update(HF_HUB_OFFLINE="1", LLAMA_SERVER_BIN=str(llama_bin / "llama-server"))
+    log = (tmp / "app.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipecatapp", "-t", "webrtc",
+         "--port", str(port), "--timeline", str(timeline), "--log-level", "DEBUG",
+         "--set", "llm.temperature=0"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parents[2],
+    )
+
+
+def wait_served(url: str, app: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(trust_env=False) as client:
+        while time.monotonic() < deadline:
+            if app.poll() is not None:
+                raise AssertionError(f"the app exited with status {app.returncode}")
+            try:
+                if client.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+    raise AssertionError(f"the app did not serve {url} within {timeout:.0f} s")
+
+
+WATCH_CSP_JS = """
+window.__hvCsp = [];
+document.addEventListener('securitypolicyviolation',
+  (e) => window.__hvCsp.push(e.blockedURI + ' ' + e.violatedDirective));
+"""
+
+
+def test_browser_conversation(tmp_path, espeak_wav, transcribe, llama_bin):
+    q1 = espeak_wav(Q1, tmp_path / "q1.wav", voice=USER_VOICE, rate=USER_RATE)
+    q2 = espeak_wav(Q2, tmp_path / "q2.wav", voice=USER_VOICE, rate=USER_RATE)
+    q3 = espeak_wav(Q3, tmp_path / "q3.wav", voice=USER_VOICE, rate=USER_RATE)
+    q2_at = Q1_AT + duration(q1) + Q2_GAP
+    q3_at = q2_at + duration(q2) + Q3_DELAY
+    total = q3_at + duration(q3) + TAIL
+    mic = compose(tmp_path / "mic.wav", [(Q1_AT, q1), (q2_at, q2), (q3_at, q3)], total=total)
+    timeline = tmp_path / "timeline.jsonl"
+
+    with browser.network_namespace() as ns, browser.inside(ns):
+        port = free_port()
+        origin = f"http://127.0.0.1:{port}"
+        app = start_app(tmp_path, port, llama_bin, timeline)
+        driver = None
+        try:
+            wait_served(f"{origin}/client/", app, timeout=240)
+            driver = browser.chromium(mic, browser.temp_profile())
+            driver.get(f"{origin}/")
+            driver.execute_script(WATCH_CSP_JS)
+            assert driver.find_element("id", "state").text == "disconnected"
+            driver.find_element("id", "connect").click()
+            deadline = time.monotonic() + 30
+            while not driver.execute_script(
+                "const h = window.homevoice; return !!(h.localStream && h.remoteStream"
+                " && h.remoteStream.getAudioTracks().length);"
+            ):
+                assert time.monotonic() < deadline, "the page got no audio track from the app"
+                time.sleep(0.05)
+            assert driver.execute_script(browser.RECORDER_JS) == "running"
+            time.sleep(total + 2)
+            mic_rec, bot_rec, rate, _t0 = browser.recording(driver)
+            messages = driver.execute_script("return window.homevoice.messages;")
+            transcript = [
+                (e.get_attribute("data-who"), e.text)
+                for e in driver.find_elements("css selector", "#transcript .turn")
+            ]
+            resources = driver.execute_script(
+                "return performance.getEntriesByType('resource').map(e => e.name);")
+            csp = driver.execute_script("return window.__hvCsp;")
+            logs = driver.get_log("browser")
+            driver.find_element("id", "connect").click()  # Disconnect
+            ended = False
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not ended:
+                ended = any(e["event"] == "context" for e in events(timeline))
+                time.sleep(0.2)
+        finally:
+            if driver is not None:
+                driver.quit()
+            app.terminate()
+            try:
+                app.wait(30)
+            except subprocess.TimeoutExpired:
+                app.kill()
+
+    browser.write_wav(tmp_path / "page-mic.wav", mic_rec, rate)
+    browser.write_wav(tmp_path / "page-bot.wav", bot_rec, rate)
+    (tmp_path / "messages.json").write_text(json.dumps(messages, indent=1))
+    where = f"(recordings, messages and app.log in {tmp_path})"
+
+    # 3. Nothing from another origin.
+    foreign = [u for u in resources if not u.startswith(origin + "/")]
+    assert not foreign, f"the page requested other origins: {foreign}"
+    assert not csp, f"CSP violations: {csp}"
+    errors = [entry for entry in logs if entry["level"] == "SEVERE"]
+    assert not errors, f"browser console errors: {errors}"
+
+    # 1. The question reached the app and came back into the page as text.
+    types = [m["type"] for m in messages]
+    assert "bot-ready" in types, f"no bot-ready from the app {where}: {types[:20]}"
+    users = [text for who, text in transcript if who == "user"]
+    assert users, f"no user transcript in the page {where}; messages: {types}"
+    assert "capital" in users[0].lower() and "france" in users[0].lower(), (users, where)
+    bots = [text for who, text in transcript if who == "bot"]
+    assert bots and "paris" in bots[0].lower(), (transcript, where)
+
+    # ... and the bot's answer, as the page played it, says Paris.
+    window = 0.02
+    mic_on = segments(browser.active(mic_rec, rate), window, 0.8)
+    bot_active = browser.active(bot_rec, rate)
+    assert len(mic_on) >= 3, f"expected 3 utterances in the page's microphone: {mic_on} {where}"
+    (u1, _), (u2, _), (u3, u3_end) = mic_on[0], mic_on[1], mic_on[-1]
+    a, b = int(u1 * rate), int(u2 * rate)
+    answer1 = transcribe(browser.write_wav(tmp_path / "answer1.wav", bot_rec[a:b], rate))
+    assert "paris" in answer1.lower(), (answer1, where)
+
+    # 2. Barge-in: the bot was speaking when the user began, and went silent within 300 ms.
+    i3 = int(u3 / window)
+    assert bot_active[max(0, i3 - 25) : i3].any(), (
+        f"the bot was not speaking when the interruption began at {u3:.2f} s: the answer to "
+        f"{Q2!r} ended or had not started {where}"
+    )
+    gap = int(SILENT_GAP / window)
+    after = bot_active[i3:]
+    stop = next(i for i in range(after.size) if not after[i : i + gap].any())
+    latency = stop * window
+    print(f"barge-in: microphone onset {u3:.2f} s, bot audio silent after {latency * 1000:.0f} ms")
+    assert latency <= BARGE_IN_LIMIT, f"bot audio went on {latency * 1000:.0f} ms {where}"
+
+    # ... and the interruption is answered.
+    assert any(("spider" in t.lower() or "legs" in t.lower()) for t in users[1:]), (users, where)
+    answer3 = bot_rec[int(u3_end * rate):]
+    assert browser.active(answer3, rate).sum() * window > 0.5, f"no answer to {Q3!r} {where}"
+    heard3 = transcribe(browser.write_wav(tmp_path / "answer3.wav", answer3, rate))
+    assert heard3.strip(), where
+
+    # 4. Disconnect ended the session in the app.
+    assert ended, f"the app's session did not end after Disconnect {where}"
