@@ -27,6 +27,7 @@
     localStream: null,
     remoteStream: null,
     messages: [], // every RTVI message received, with performance.now() of its arrival
+    states: [], // every state shown, with performance.now() of the change
   };
   window.homevoice = status;
 
@@ -37,6 +38,7 @@
   let msgId = 0;
 
   function setState(state) {
+    if (state !== status.state) status.states.push({ t: performance.now(), state });
     status.state = state;
     el.state.dataset.state = state;
     el.state.textContent = state;
@@ -92,6 +94,14 @@
     span.textContent = `${text} `;
   }
 
+  // A disabled track plays silence everywhere it goes (and keeps the echo canceller's
+  // reference, unlike rerouting the audio through Web Audio).
+  function playBot(on) {
+    if (status.remoteStream) status.remoteStream.getAudioTracks().forEach((t) => {
+      t.enabled = on;
+    });
+  }
+
   // ---- RTVI messages ----------------------------------------------------------------
 
   function send(type, data) {
@@ -130,11 +140,17 @@
         if (status.state !== "speaking") setState("thinking");
         break;
       case "bot-started-speaking":
+        playBot(true);
         setState("speaking");
         break;
-      case "bot-stopped-speaking":
       case "bot-interrupted":
-        if (msg.type === "bot-interrupted" && botTurn) botTurn.div.classList.add("interrupted");
+        // Silence at once what is still on its way: the browser's jitter buffer can hold
+        // a few hundred ms of the interrupted answer.
+        playBot(false);
+        if (botTurn) botTurn.div.classList.add("interrupted");
+        setState("listening");
+        break;
+      case "bot-stopped-speaking":
         setState("listening");
         break;
       case "bot-output":

@@ -138,6 +138,7 @@ def test_browser_conversation(tmp_path, espeak_wav, transcribe, llama_bin):
             time.sleep(total + 2)
             mic_rec, bot_rec, rate, _t0 = browser.recording(driver)
             messages = driver.execute_script("return window.homevoice.messages;")
+            states = [s["state"] for s in driver.execute_script("return window.homevoice.states;")]
             transcript = [
                 (e.get_attribute("data-who"), e.text)
                 for e in driver.find_elements("css selector", "#transcript .turn")
@@ -176,6 +177,8 @@ def test_browser_conversation(tmp_path, espeak_wav, transcribe, llama_bin):
     # 1. The question reached the app and came back into the page as text.
     types = [m["type"] for m in messages]
     assert "bot-ready" in types, f"no bot-ready from the app {where}: {types[:20]}"
+    shown = " ".join(states)
+    assert "connecting listening thinking speaking listening" in shown, states
     users = [text for who, text in transcript if who == "user"]
     assert users, f"no user transcript in the page {where}; messages: {types}"
     assert "capital" in users[0].lower() and "france" in users[0].lower(), (users, where)
