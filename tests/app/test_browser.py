@@ -10,12 +10,17 @@ track on one AudioContext clock, and transcribes the bot's side with the project
 1. "What is the capital of France?": the page's transcript shows the question (checked first,
    so a failure says which stage broke), and the bot's audio, as the page played it, says
    "Paris".
-2. A question with a long answer, then "Stop. ..." spoken over that answer: the page's bot
-   audio goes silent within 300 ms of the microphone's onset (both measured in the page's
-   recording), and the interruption is answered.
+2. A question with a long answer (SmolLM2 tells a story of about a minute), then a question
+   spoken over that answer: the app reports the interruption, the page's bot audio goes
+   silent within 300 ms of the microphone's onset and stays silent while the user speaks
+   (both measured in the page's recording), and the new question is answered.
 3. The page made no request to another origin: every resource the page loaded is from its
    own origin, the browser logged no error and reported no CSP violation.
 4. Disconnect ends the app's session.
+
+The page runs as shipped, with one exception: the test asks for the microphone without the
+browser's echo canceller (see NO_ECHO_CANCELLER_JS: with fake devices there is no echo, and
+Chromium's canceller then removed the first syllable spoken over the bot).
 
 Network: WebRTC needs an ICE host candidate on both sides, and both aioice (the app) and
 Chromium leave loopback out. So the app, chromedriver and Chromium run in a network
@@ -50,13 +55,16 @@ pytestmark = [
 
 Q1 = "What is the capital of France?"
 Q2 = "Tell me a long story about a brave knight and a dragon."
-Q3 = "Stop. How many legs does a spider have?"
+Q3 = "How many legs does a spider have?"
 Q1_AT = 10.0  # seconds into the microphone: the session's models load when the page connects
 Q2_GAP = 14.0  # from the end of Q1: its short answer is over by then
 Q3_DELAY = 6.0  # from the end of Q2: inside the long answer (it starts 1.5 to 5 s after Q2)
 TAIL = 20.0  # after Q3: time for its answer
+# Q1's voice: 50 ms between words, so that through the browser's audio processing and Opus,
+# Whisper base hears "of France" (without the gap it sometimes hears "of friends"). Not for
+# Q2: a pause after "knight" then ends the turn early.
+SPEAKER = {"voice": USER_VOICE, "rate": USER_RATE, "word_gap": 5}
 BARGE_IN_LIMIT = 0.300  # seconds from the microphone's onset to the bot's audio going silent
-SILENT_GAP = 0.6  # a pause in the bot's audio at least this long means it stopped
 
 
 def segments(active: np.ndarray, window: float, min_gap: float) -> list[tuple[float, float]]:
@@ -69,6 +77,14 @@ def segments(active: np.ndarray, window: float, min_gap: float) -> list[tuple[fl
         else:
             out.append([t, t + window])
     return [(a, b) for a, b in out]
+
+
+def bot_was_speaking(kinds: list[str], i: int) -> bool:
+    """Whether, by the app's messages before message i, the bot was speaking."""
+    for kind in reversed(kinds[:i]):
+        if kind in ("bot-started-speaking", "bot-stopped-speaking"):
+            return kind == "bot-started-speaking"
+    return False
 
 
 def start_app(tmp: Path, port: int, llama_bin: Path, timeline: Path) -> subprocess.Popen:
@@ -105,8 +121,20 @@ document.addEventListener('securitypolicyviolation',
 """
 
 
+# The page asks for the browser's echo canceller (right for open speakers). With Chromium's
+# fake devices there is no echo path at all, and its echo canceller then removed the first
+# syllable spoken over the bot (measured: the whole "How" of Q3 zeroed, about 0.3 s; the app
+# heard "Many legs does ..."), which makes the barge-in time that of the second word. So the
+# test asks for the microphone without it; every other constraint is the page's own.
+NO_ECHO_CANCELLER_JS = """
+const orig = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = (c) => orig({audio: {echoCancellation: false,
+  noiseSuppression: true, autoGainControl: true}, video: false});
+"""
+
+
 def test_browser_conversation(tmp_path, espeak_wav, transcribe, llama_bin):
-    q1 = espeak_wav(Q1, tmp_path / "q1.wav", voice=USER_VOICE, rate=USER_RATE)
+    q1 = espeak_wav(Q1, tmp_path / "q1.wav", **SPEAKER)
     q2 = espeak_wav(Q2, tmp_path / "q2.wav", voice=USER_VOICE, rate=USER_RATE)
     q3 = espeak_wav(Q3, tmp_path / "q3.wav", voice=USER_VOICE, rate=USER_RATE)
     q2_at = Q1_AT + duration(q1) + Q2_GAP
@@ -125,6 +153,7 @@ def test_browser_conversation(tmp_path, espeak_wav, transcribe, llama_bin):
             driver = browser.chromium(mic, browser.temp_profile())
             driver.get(f"{origin}/")
             driver.execute_script(WATCH_CSP_JS)
+            driver.execute_script(NO_ECHO_CANCELLER_JS)
             assert driver.find_element("id", "state").text == "disconnected"
             driver.find_element("id", "connect").click()
             deadline = time.monotonic() + 30
@@ -195,21 +224,31 @@ def test_browser_conversation(tmp_path, espeak_wav, transcribe, llama_bin):
     answer1 = transcribe(browser.write_wav(tmp_path / "answer1.wav", bot_rec[a:b], rate))
     assert "paris" in answer1.lower(), (answer1, where)
 
-    # 2. Barge-in: the bot was speaking when the user began, and went silent within 300 ms.
-    i3 = int(u3 / window)
-    assert bot_active[max(0, i3 - 25) : i3].any(), (
-        f"the bot was not speaking when the interruption began at {u3:.2f} s: the answer to "
-        f"{Q2!r} ended or had not started {where}"
-    )
-    gap = int(SILENT_GAP / window)
-    after = bot_active[i3:]
-    stop = next(i for i in range(after.size) if not after[i : i + gap].any())
-    latency = stop * window
-    print(f"barge-in: microphone onset {u3:.2f} s, bot audio silent after {latency * 1000:.0f} ms")
+    # 2. Barge-in. The app had the bot speaking when the user began (its messages: no
+    # bot-stopped-speaking between the long answer's start and the user's start, then
+    # bot-interrupted) ...
+    kinds = [m["type"] for m in messages]
+    starts = [i for i, k in enumerate(kinds) if k == "user-started-speaking"]
+    cut = next((i for i in reversed(starts) if bot_was_speaking(kinds, i)), None)
+    assert cut is not None, f"the user never spoke while the bot was speaking {where}: {kinds}"
+    assert "bot-interrupted" in kinds[cut : cut + 4], (kinds[cut : cut + 6], where)
+    # ... and the page's audio, as recorded in the page, went silent within 300 ms of the
+    # microphone's onset and stayed silent while the user spoke.
+    # The onset: the start of the first 60 ms of sustained sound in the page's microphone
+    # (a lone 20 ms blip is not speech).
+    mic_active = browser.active(mic_rec, rate)
+    i3_end = int(u3_end / window)
+    i3 = next(i for i in range(int(u3 / window), i3_end) if mic_active[i : i + 3].all())
+    u3 = i3 * window
+    during = np.flatnonzero(bot_active[i3:i3_end])
+    latency = (during[-1] + 1) * window if during.size else 0.0
+    speaking_at_onset = bool(bot_active[max(0, i3 - 5) : i3 + 1].any())
+    print(f"barge-in: microphone onset {u3:.2f} s, the page's bot audio went silent after "
+          f"{latency * 1000:.0f} ms (bot audible at the onset: {speaking_at_onset})")
     assert latency <= BARGE_IN_LIMIT, f"bot audio went on {latency * 1000:.0f} ms {where}"
 
     # ... and the interruption is answered.
-    assert any(("spider" in t.lower() or "legs" in t.lower()) for t in users[1:]), (users, where)
+    assert any("spider" in t.lower() for t in users[1:]), (users, where)
     answer3 = bot_rec[int(u3_end * rate):]
     assert browser.active(answer3, rate).sum() * window > 0.5, f"no answer to {Q3!r} {where}"
     heard3 = transcribe(browser.write_wav(tmp_path / "answer3.wav", answer3, rate))
