@@ -300,3 +300,43 @@ def test_a_stray_request_is_blocked_and_caught(tmp_path):
     assert any(f.endswith("/pixel.png img-src") for f in violations), found
     assert any(f.endswith("/beacon connect-src") for f in violations), found
     assert any("console error" in f and "192.0.2.7" in f for f in found), found
+
+
+def test_mute_keeps_speech_from_the_app(tmp_path, espeak_wav):
+    """Mute microphone: what is said while muted never reaches the app; after Unmute it does.
+    (No LLM: the app apologizes for every turn, which is enough here.)"""
+    said_muted = espeak_wav(Q1, tmp_path / "muted.wav", **SPEAKER)
+    said_unmuted = espeak_wav(Q3, tmp_path / "unmuted.wav", voice=USER_VOICE, rate=USER_RATE)
+    mic = compose(tmp_path / "mic.wav", [(6.0, said_muted), (14.0, said_unmuted)], total=24.0)
+    timeline = tmp_path / "timeline.jsonl"
+    with browser.network_namespace() as ns, browser.inside(ns):
+        port = free_port()
+        origin = f"http://127.0.0.1:{port}"
+        app = start_app(tmp_path, port, timeline, "--llm-url", "http://127.0.0.1:9/v1")
+        driver = None
+        try:
+            wait_served(f"{origin}/client/", app, timeout=120)
+            driver = browser.chromium(mic, browser.temp_profile())
+            driver.get(f"{origin}/")
+            mute = driver.find_element("id", "mute")
+            assert not mute.is_enabled()  # nothing to mute before Connect
+            driver.find_element("id", "connect").click()
+            clicked = time.monotonic()
+            while not mute.is_enabled():
+                assert time.monotonic() - clicked < 5, "Mute never became available"
+                time.sleep(0.05)
+            mute.click()
+            assert mute.get_attribute("aria-pressed") == "true"
+            time.sleep(max(0.0, clicked + 11.0 - time.monotonic()))  # after the first question
+            mute.click()
+            assert mute.get_attribute("aria-pressed") == "false"
+            time.sleep(max(0.0, clicked + 24.0 - time.monotonic()))
+            users = [e.text for e in driver.find_elements("css selector", "#transcript .user")]
+        finally:
+            if driver is not None:
+                driver.quit()
+            stop_app(app)
+    heard = [e["text"] for e in events(timeline) if e["event"] == "stt_final"]
+    assert not any("france" in t.lower() for t in heard), heard
+    assert any("spider" in t.lower() for t in heard), heard
+    assert any("spider" in t.lower() for t in users), users
