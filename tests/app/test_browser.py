@@ -18,6 +18,9 @@ track on one AudioContext clock, and transcribes the bot's side with the project
    own origin, the browser logged no error and reported no CSP violation.
 4. Disconnect ends the app's session.
 
+Two shorter tests: a stray request from the page is blocked by the app's CSP and caught by
+the same detector; Mute keeps speech from the app and Unmute lets it through.
+
 The page runs as shipped, with one exception: the test asks for the microphone without the
 browser's echo canceller (see NO_ECHO_CANCELLER_JS: with fake devices there is no echo, and
 Chromium's canceller then removed the first syllable spoken over the bot).
