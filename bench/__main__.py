@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 32,128,512,1024; smoke 16,64)")
     parser.add_argument("--skip-loaded", action="store_true",
                         help="skip the LLM runs with one core kept busy (the slow part)")
+    parser.add_argument("--builds", action="store_true",
+                        help="LLM suite: only the portable and the native llama.cpp build, "
+                             "1 thread each, side by side")
     parser.add_argument("--turns", type=int, default=None,
                         help="turns of the scripted voice conversation (default 10, smoke 2)")
     parser.add_argument("--profiles", default="stock,tuned",
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             run = llm.run(model, smoke=args.smoke, repeats=args.repeats or (2 if args.smoke
                                                                              else 3),
                           logs=logs, progress=_progress, loaded=not args.skip_loaded,
+                          builds_only=args.builds,
                           lengths=[int(x) for x in args.llm_lengths.split(",") if x.strip()]
                           or None)
             for table in llm.tables(run):

@@ -15,8 +15,11 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -232,10 +235,33 @@ def weight_bytes(model: Path) -> int:
     return sum(int(t.n_bytes) for t in gguf.GGUFReader(model).tensors)
 
 
-def engines(smoke: bool, logs: Path) -> tuple[list[Engine], list[str]]:
+_ROOT = Path(__file__).resolve().parents[1]
+NATIVE = "llama-server (native build)"
+
+
+def native_bin_dir() -> Path:
+    """A -march=native build (AMX off) of the same llama.cpp, cached per CPU; several minutes
+    the first time. Only the benchmark uses it: it runs on this CPU and no other."""
+    result = subprocess.run(["bash", str(_ROOT / "scripts" / "build-llama-server.sh"), "native"],
+                            stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"the native build failed (exit {result.returncode})")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def _native(model: Path, threads: int) -> Iterator[str]:
+    with _llama(model, threads, binary=native_bin_dir() / "llama-server") as url:
+        yield url
+
+
+def engines(smoke: bool, logs: Path, builds_only: bool = False) -> tuple[list[Engine], list[str]]:
     skipped: list[str] = []
     found = [
-        Engine("llama-server", 1, lambda m: _llama(m, 1)),
+        Engine("llama-server", 1, lambda m: _llama(m, 1),
+               note="the portable build (runtime CPU dispatch) that the app uses"),
+        Engine(NATIVE, 1, lambda m: _native(m, 1),
+               note="-march=native without AMX, same source; for comparison only"),
         Engine("llama-server", 2, lambda m: _llama(m, 2)),
         Engine("llama-server, 1 core busy", 1, lambda m: _llama(m, 1), load=True),
         Engine("llama-server, 1 core busy", 2, lambda m: _llama(m, 2), load=True),
@@ -244,8 +270,12 @@ def engines(smoke: bool, logs: Path) -> tuple[list[Engine], list[str]]:
         Engine("llama.cpp RPC (loopback)", 1, lambda m: _rpc(m, 1, logs),
                note="ggml-rpc-server holds all layers; llama-server --rpc -ngl 99"),
     ]
+    if builds_only:
+        return found[:2], ["other engines: skipped (--builds: the portable and native builds "
+                           "only)"]
     if smoke:
-        found = [found[0], found[5]]
+        found = [found[0], found[6]]
+        skipped.append(f"{NATIVE}: skipped in the smoke pass (it compiles for minutes)")
     if os.environ.get("PRIMACPP_DIR"):
         found += [
             Engine("prima.cpp, 1 node", 1, lambda m: _prima(m, 1, 1, logs)),
@@ -268,6 +298,7 @@ class LlmRun:
     weight_bytes: int
     skipped: list[str]
     failures: list[str]
+    cpu_variant: str = ""
 
 
 def label(engine: Engine) -> str:
@@ -276,10 +307,10 @@ def label(engine: Engine) -> str:
 
 def run(model: Path, *, smoke: bool, repeats: int, logs: Path,
         progress: Callable[[str], None], lengths: list[int] | None = None,
-        loaded: bool = True) -> LlmRun:
+        loaded: bool = True, builds_only: bool = False) -> LlmRun:
     lengths = lengths or ([16, 64] if smoke else [32, 128, 512, 1024])
     max_tokens = 16 if smoke else 64
-    found, skipped = engines(smoke, logs)
+    found, skipped = engines(smoke, logs, builds_only)
     if not loaded:
         found = [e for e in found if not e.load]
         skipped.append("runs with one core kept busy: skipped (--skip-loaded)")
@@ -317,7 +348,19 @@ def run(model: Path, *, smoke: bool, repeats: int, logs: Path,
                         except Exception as error:
                             failures.append(f"{name}, prompt {n}: {error}")
     return LlmRun(model, lengths, max_tokens, results, bandwidth, weight_bytes(model), skipped,
-                  failures)
+                  failures, cpu_variant())
+
+
+def cpu_variant() -> str:
+    """The libggml-cpu-<variant>.so the portable build picks on this machine."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "smoke.log"
+        subprocess.run([sys.executable, str(_ROOT / "scripts" / "llama-smoke.py"),
+                        str(llama_bin_dir()), "--log", str(log), "--arg=-lv", "--arg=4"],
+                       capture_output=True,
+                       check=False)
+        found = re.findall(r"libggml-cpu-([\w.]+)\.so", log.read_text() if log.exists() else "")
+    return found[-1] if found else ""
 
 
 def tables(run_: LlmRun) -> list[Table]:
@@ -356,7 +399,40 @@ def tables(run_: LlmRun) -> list[Table]:
                     fmt(measured, 1), fmt(measured / ceiling_tps, 2) if measured else "-")
     ceiling.notes.append("bandwidth: best of 5 numpy passes over 256 MiB (read = sum, "
                          "copy = read + write); a decode step reads every weight once")
-    return [main, ceiling]
+    return [main, ceiling, *builds_table(run_)]
+
+
+def builds_table(run_: LlmRun) -> list[Table]:
+    """The portable build against the native one, 1 thread, from the same run."""
+    portable, native = run_.results.get("llama-server, 1 thread"), run_.results.get(
+        f"{NATIVE}, 1 thread")
+    if not portable or not native:
+        return []
+    table = Table("LLM: portable build (runtime CPU dispatch) vs native build, 1 thread, "
+                  "server-side medians",
+                  ["prompt tokens", "portable decode tok/s", "native decode tok/s",
+                   "decode ratio", "decode / memory roofline (portable, native)",
+                   "portable prompt eval tok/s", "native prompt eval tok/s",
+                   "prompt eval ratio"])
+    one = next((bw for bw in run_.bandwidth if bw.threads == 1), None)
+    roof = one.read_gbs * 1e9 / run_.weight_bytes if one else 0.0
+    for n in run_.lengths:
+        row = []
+        for samples in (portable, native):
+            group = [s for t, s in samples if t == n]
+            row.append((median([s.server_decode_tps or s.decode_tps for s in group]),
+                        median([s.server_prompt_tps or 0.0 for s in group])))
+        (pd, pp), (nd, np_) = row
+        table.add(n, fmt(pd, 1), fmt(nd, 1), fmt(pd / nd, 2) if nd else "-",
+                  f"{pd / roof:.2f}, {nd / roof:.2f}" if roof else "-", fmt(pp, 0),
+                  fmt(np_, 0), fmt(pp / np_, 2) if np_ else "-")
+    table.notes.append("ratio = portable / native; the portable build should lose at most 10 %")
+    if roof:
+        table.notes.append(f"memory roofline, 1 thread: {roof:.0f} tok/s (read bandwidth / "
+                           "bytes of weights a decode step reads)")
+    if run_.cpu_variant:
+        table.notes.append(f"CPU variant the portable build loaded here: {run_.cpu_variant}")
+    return [table]
 
 
 def plots(run_: LlmRun, out: Path) -> list[Path]:

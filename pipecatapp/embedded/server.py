@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -36,9 +37,10 @@ _LIVE: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
 def llama_bin_dir(*, build: bool = True) -> Path:
     """Directory holding ``llama-server`` (and ``ggml-rpc-server`` for RPC).
 
-    Order: ``LLAMA_SERVER_BIN`` (a path to the user's llama-server), the cached build in
-    ``$PIPECATAPP_CACHE_DIR/llama.cpp/<version>/bin``, else build it now (several minutes;
-    the script prints progress on stderr) unless ``build`` is false.
+    Order: ``LLAMA_SERVER_BIN`` (a path to the user's llama-server), the cached portable build
+    in ``$PIPECATAPP_CACHE_DIR/llama.cpp/<version>-portable-<arch>/bin``, else build it now
+    (about ten minutes; the script prints progress on stderr, and runs the result once)
+    unless ``build`` is false.
     """
     user_bin = os.environ.get("LLAMA_SERVER_BIN")
     if user_bin:
@@ -46,8 +48,9 @@ def llama_bin_dir(*, build: bool = True) -> Path:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise ConfigError("LLAMA_SERVER_BIN", f"{path} is not an executable llama-server")
         return path.parent
-    cached = cache_dir() / "llama.cpp" / LLAMA_CPP_VERSION / "bin"
-    if (cached / "llama-server").is_file():
+    build = f"{LLAMA_CPP_VERSION}-portable-{platform.machine()}"
+    cached = cache_dir() / "llama.cpp" / build / "bin"
+    if (cached / "llama-server").is_file() and (cached / ".build-stamp").is_file():
         return cached
     if not build:
         raise EngineUnavailable(
@@ -71,6 +74,18 @@ def llama_bin_dir(*, build: bool = True) -> Path:
             "or set LLAMA_SERVER_BIN to an existing llama-server"
         )
     return Path(lines[-1])
+
+
+def _exit_reason(code: int) -> str:
+    """``exited with status N``, or the signal that killed it with the likely cause."""
+    if code >= 0:
+        return f"exited with status {code}"
+    name = signal.Signals(-code).name
+    if -code == signal.SIGILL:
+        return (f"was killed by {name} (illegal instruction: it was built for another CPU; "
+                "rebuild it with scripts/build-llama-server.sh, whose portable build runs on "
+                "any CPU)")
+    return f"was killed by {name}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -211,7 +226,7 @@ class LlamaServer:
                     self.start()
                     continue
                 raise EngineUnavailable(
-                    f"llama-server exited with status {code} while starting "
+                    f"llama-server {_exit_reason(code)} while starting "
                     f"(log {self.log_path}):\n{tail}"
                 )
             try:

@@ -35,17 +35,20 @@ def test_molecule_default_scenario(
         pytest.skip(reason)
     # The scenario copies the controller's cached llama.cpp build to the ring hosts
     # (primacpp_llamacpp_bin_src): build it once here if no cached build exists.
-    request.getfixturevalue("llama_bin")
+    llama_bin = request.getfixturevalue("llama_bin")
     started = time.monotonic()
     result = ansible_tools.run(
         [ansible_tools.tool("molecule"), "test", "-s", "default"],
         timeout=2400,
-        env={"NO_COLOR": "1", "PY_COLORS": "0"},
+        env={"NO_COLOR": "1", "PY_COLORS": "0", "MOLECULE_LLAMA_BIN_DIR": str(llama_bin)},
     )
-    elapsed = time.monotonic() - started
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+    elapsed = time.monotonic() - started
     print(f"molecule test: rc={result.returncode} in {elapsed:.0f}s")
     assert result.returncode == 0, output[-12000:]
+    # Every ring host ran the copied llama-server once (the role's smoke run).
+    assert len(re.findall(r"llama-smoke on \S+: llama-server: one token", output)) >= 3, (
+        output[-6000:])
     # The idempotence step ran and found nothing to change.
     assert re.search(r"idempotence: .*Executed: Successful", output), output[-6000:]
     for action in ("converge", "check", "side_effect", "verify"):

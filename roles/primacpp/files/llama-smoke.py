@@ -1,0 +1,1 @@
+../../../scripts/llama-smoke.py
