@@ -89,7 +89,7 @@ def inside(name: str) -> Iterator[None]:
         os.close(own)
 
 
-def chromium(mic_wav: Path, profile: Path) -> Any:
+def chromium(mic_wav: Path, profile: Path, *extra_flags: str) -> Any:
     """Headless Chromium whose microphone plays ``mic_wav`` once, from the moment the page
     asks for it; browser console and performance logs kept."""
     from selenium import webdriver
@@ -106,6 +106,7 @@ def chromium(mic_wav: Path, profile: Path) -> Any:
         "--no-first-run", "--disable-quic", f"--user-data-dir={profile}",
         "--disable-features=WebRtcHideLocalIpsWithMdns",
         "--disable-dev-shm-usage",
+        *extra_flags,
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -152,6 +153,20 @@ rec.dump = () => {
 window.__hvRecorder = rec;
 return ctx.state;
 """
+
+
+def spki_sha256(cert_pem: Path) -> str:
+    """Base64 SHA-256 of a certificate's public key, for Chromium's
+    ``--ignore-certificate-errors-spki-list`` (trust that one self-signed certificate)."""
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def recording(driver: Any) -> tuple[np.ndarray, np.ndarray, int, float]:

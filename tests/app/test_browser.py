@@ -343,3 +343,60 @@ def test_mute_keeps_speech_from_the_app(tmp_path, espeak_wav):
     assert not any("france" in t.lower() for t in heard), heard
     assert any("spider" in t.lower() for t in heard), heard
     assert any("spider" in t.lower() for t in users), users
+
+
+def test_lan_device_over_https(tmp_path, espeak_wav):
+    """The LAN recipe of docs/client.md: ``--host 0.0.0.0 --https``, page opened at the
+    host's network address (not localhost, so only HTTPS allows the microphone), the
+    self-signed certificate accepted. The browser trusts exactly that certificate (its key's
+    hash), as a user does by accepting the warning; the conversation then works."""
+    import ssl
+
+    question = espeak_wav(Q1, tmp_path / "q.wav", **SPEAKER)
+    mic = compose(tmp_path / "mic.wav", [(6.0, question)], total=16.0)
+    cache = tmp_path / "cache"
+    with browser.network_namespace() as ns, browser.inside(ns):
+        port = free_port(browser.NS_ADDRESS)
+        url = f"https://{browser.NS_ADDRESS}:{port}/"
+        app = start_app(tmp_path, port, tmp_path / "timeline.jsonl", "--host", "0.0.0.0",
+                        "--https", "--llm-url", "http://127.0.0.1:9/v1",
+                        PIPECATAPP_CACHE_DIR=str(cache))
+        driver = None
+        try:
+            cert = cache / "tls" / "homevoice-cert.pem"
+            deadline = time.monotonic() + 120
+            while not cert.is_file():
+                assert app.poll() is None and time.monotonic() < deadline, "no certificate"
+                time.sleep(0.2)
+            trust = ssl.create_default_context(cafile=str(cert))  # checks the address too
+            with httpx.Client(verify=trust, trust_env=False) as client:
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        assert client.get(f"{url}client/").status_code == 200
+                        break
+                    except httpx.ConnectError:
+                        assert app.poll() is None and time.monotonic() < deadline
+                        time.sleep(0.3)
+            driver = browser.chromium(
+                mic, browser.temp_profile(),
+                f"--ignore-certificate-errors-spki-list={browser.spki_sha256(cert)}")
+            driver.get(url)
+            driver.execute_script(WATCH_CSP_JS)
+            assert driver.execute_script("return window.isSecureContext;")
+            driver.find_element("id", "connect").click()
+            deadline = time.monotonic() + 20
+            users: list[str] = []
+            while time.monotonic() < deadline and not any("france" in u.lower() for u in users):
+                time.sleep(0.5)
+                users = [e.text for e in driver.find_elements("css selector", "#transcript .user")]
+            error = driver.find_element("id", "error").text
+            found = leaks(driver, url.rstrip("/"))
+        finally:
+            if driver is not None:
+                driver.quit()
+            stop_app(app)
+    assert any("france" in u.lower() for u in users), (users, error)
+    assert found == []
+    log = (tmp_path / "app.log").read_text()
+    assert f"https://{browser.NS_ADDRESS}:{port}/" in log  # the app told the user this URL
