@@ -10,6 +10,7 @@
   const RTVI_LABEL = "rtvi-ai";
   const RTVI_VERSION = "2.2.0"; // the RTVI protocol version this page speaks
   const PING_MS = 1000; // keep-alive: the server treats 3 s without one as a lost peer
+  const KEEP_MESSAGES = 2000; // the most recent RTVI messages kept in window.homevoice
 
   const el = {
     state: document.getElementById("state"),
@@ -26,7 +27,7 @@
     pc: null,
     localStream: null,
     remoteStream: null,
-    messages: [], // every RTVI message received, with performance.now() of its arrival
+    messages: [], // the RTVI messages received, with performance.now() of their arrival
     states: [], // every state shown, with performance.now() of the change
   };
   window.homevoice = status;
@@ -39,6 +40,7 @@
 
   function setState(state) {
     if (state !== status.state) status.states.push({ t: performance.now(), state });
+    if (status.states.length > KEEP_MESSAGES) status.states.splice(0, KEEP_MESSAGES / 2);
     status.state = state;
     el.state.dataset.state = state;
     el.state.textContent = state;
@@ -121,6 +123,7 @@
     }
     if (msg.label !== RTVI_LABEL) return;
     status.messages.push({ t: performance.now(), type: msg.type, data: msg.data });
+    if (status.messages.length > KEEP_MESSAGES) status.messages.splice(0, KEEP_MESSAGES / 2);
     const data = msg.data || {};
     switch (msg.type) {
       case "bot-ready":
