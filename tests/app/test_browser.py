@@ -46,6 +46,7 @@ import httpx
 import numpy as np
 import pytest
 
+from pipecatapp.embedded import models
 from pipecatapp.embedded.server import free_port
 from tests.app import browser
 from tests.app.voice import USER_RATE, USER_VOICE, compose, duration, events
@@ -353,8 +354,11 @@ def test_lan_device_over_https(tmp_path, espeak_wav):
     import ssl
 
     question = espeak_wav(Q1, tmp_path / "q.wav", **SPEAKER)
-    mic = compose(tmp_path / "mic.wav", [(6.0, question)], total=16.0)
+    mic = compose(tmp_path / "mic.wav", [(8.0, question)], total=18.0)
+    # A cache of its own for the certificate, sharing the assembled models with the real one.
     cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(models.cache_dir() / "models")
     with browser.network_namespace() as ns, browser.inside(ns):
         port = free_port(browser.NS_ADDRESS)
         url = f"https://{browser.NS_ADDRESS}:{port}/"
@@ -385,7 +389,7 @@ def test_lan_device_over_https(tmp_path, espeak_wav):
             driver.execute_script(WATCH_CSP_JS)
             assert driver.execute_script("return window.isSecureContext;")
             driver.find_element("id", "connect").click()
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 25
             users: list[str] = []
             while time.monotonic() < deadline and not any("france" in u.lower() for u in users):
                 time.sleep(0.5)
