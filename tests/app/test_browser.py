@@ -62,7 +62,10 @@ Q2 = "Tell me a long story about a brave knight and a dragon."
 Q3 = "How many legs does a spider have?"
 Q1_AT = 10.0  # seconds into the microphone: the session's models load when the page connects
 Q2_GAP = 14.0  # from the end of Q1: its short answer is over by then
-Q3_DELAY = 6.0  # from the end of Q2: inside the long answer (it starts 1.5 to 5 s after Q2)
+# From the end of Q2: well inside the long answer (it starts 1.5 to 5 s after Q2 and lasts
+# about a minute), once the LLM has mostly finished streaming it. At 6 s, with the LLM, Piper,
+# Whisper and Chromium sharing 2 loaded cores, the app's VAD once fired 0.5 s late.
+Q3_DELAY = 12.0
 TAIL = 20.0  # after Q3: time for its answer
 # Q1's voice: 50 ms between words, so that through the browser's audio processing and Opus,
 # Whisper base hears "of France" (without the gap it sometimes hears "of friends"). Not for
