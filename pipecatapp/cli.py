@@ -44,6 +44,13 @@ def parser() -> argparse.ArgumentParser:
                    help="do not let user speech interrupt the bot")
     p.add_argument("--host", help="webrtc: address to listen on (default 127.0.0.1)")
     p.add_argument("--port", help="webrtc: port (default 7860)")
+    p.add_argument("--https", action="store_true", default=None,
+                   help="webrtc: serve the page over HTTPS (self-signed unless --cert/--key)")
+    p.add_argument("--cert", help="webrtc: PEM certificate for --https")
+    p.add_argument("--key", help="webrtc: PEM private key for --https")
+    p.add_argument("--playground", action="store_true", default=None,
+                   help="webrtc: also serve pipecat's prebuilt client at /playground/ "
+                        "(it loads code from the internet)")
     p.add_argument("--log-level", help="TRACE, DEBUG, INFO, WARNING or ERROR")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="any setting by its dotted name, e.g. --set stt.beam_size=1")
@@ -63,6 +70,8 @@ FLAG_SETTINGS = {
     "tts": "tts.engine",
     "host": "webrtc.host",
     "port": "webrtc.port",
+    "cert": "webrtc.cert",
+    "key": "webrtc.key",
     "log_level": "log_level",
 }
 
@@ -82,6 +91,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         out["turn.half_duplex"] = True
     if args.no_interruptions:
         out["turn.interruptions"] = False
+    if args.https:
+        out["webrtc.https"] = True
+    if args.playground:
+        out["webrtc.playground"] = True
     if (out.get("transport") == "file" or args.input) and args.timeline:
         out["file.timeline"] = args.timeline
     return out
@@ -162,7 +175,7 @@ def run(cfg: AppConfig) -> int:
                 handle_sigint=False,
             )
 
-        asyncio.run(webrtc.serve(cfg.webrtc.host, cfg.webrtc.port, session))
+        asyncio.run(webrtc.serve(cfg.webrtc, session))
     return 0
 
 

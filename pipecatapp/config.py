@@ -130,6 +130,12 @@ class FileConfig:
 class WebRTCConfig:
     host: str = "127.0.0.1"
     port: int = 7860
+    # Serve the page over TLS (needed for the microphone on any other device than this one).
+    https: bool = False
+    cert: str = ""  # PEM certificate for https; empty: a self-signed one, made and cached
+    key: str = ""  # PEM private key of cert
+    # Also serve pipecat's prebuilt "playground" client at /playground/ (needs internet).
+    playground: bool = False
 
 
 @dataclass
@@ -398,6 +404,10 @@ def validate(cfg: AppConfig) -> None:
     _between("turn.speech_timeout", cfg.turn.speech_timeout, 0.0, 10.0)
     _between("turn.sentence_min_words", cfg.turn.sentence_min_words, 1, 50)
     _between("file.tail_secs", cfg.file.tail_secs, 0.0, 600.0)
+    _between("webrtc.port", cfg.webrtc.port, 0, 65535)
+    if bool(cfg.webrtc.cert) != bool(cfg.webrtc.key):
+        missing = "webrtc.key" if cfg.webrtc.cert else "webrtc.cert"
+        raise ConfigError(missing, "give both webrtc.cert and webrtc.key (PEM files), or neither")
     _between("webrtc.port", cfg.webrtc.port, 1, 65535)
     if cfg.transport == "file":
         if not cfg.file.input:

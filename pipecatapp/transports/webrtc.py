@@ -1,20 +1,52 @@
-"""WebRTC transport: pipecat's prebuilt browser client, served locally (offline).
+"""WebRTC transport: the app's own browser client, served with the signalling routes.
 
-GET / redirects to /client/ (the prebuilt UI from ``pipecat-ai-prebuilt``); the client
-POSTs /start, then its SDP offer to /sessions/<id>/api/offer (or /api/offer); each connection
-runs one session of the app through SmallWebRTCTransport. The browser brings echo
+GET / redirects to /client/, a page of static files from ``pipecatapp/web`` (plain browser
+WebRTC, no third-party code). The page POSTs its SDP offer to /api/offer; each connection
+runs one session of the app through SmallWebRTCTransport, and the session ends when the
+browser disconnects. Transcripts and the bot's state reach the page as RTVI messages on the
+WebRTC data channel. Every response carries a Content-Security-Policy that allows only this
+origin, so the page cannot load anything from elsewhere. The browser brings echo
 cancellation, so full duplex with barge-in works with open speakers.
+
+With ``webrtc.playground`` pipecat's prebuilt client is also served at /playground/ (it
+POSTs /start, then /sessions/<id>/api/offer); it loads code from the internet.
 """
 
 
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
+from pipecatapp.config import WebRTCConfig
 from pipecatapp.errors import EngineUnavailable
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+PLAYGROUND_PATH = "/playground"
+# Seconds a session may take to end by itself after its browser left, before it is cancelled.
+END_GRACE_SECS = 5.0
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self'",
+    "media-src 'self' blob: mediastream:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+    "report-uri /csp-report",
+])
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"permissions-policy", b"microphone=(self), camera=()"),
+]
 
 SessionStarter = Callable[[Any], Awaitable[None]]
 
@@ -29,11 +61,36 @@ def make_transport(connection: Any) -> Any:
     )
 
 
-def build_app(start_session: SessionStarter) -> Any:
-    """A FastAPI app serving the prebuilt client and the WebRTC signalling routes."""
+class SecurityHeaders:
+    """ASGI middleware: the security headers (CSP first) on every HTTP response, except
+    under ``exempt`` (the playground, which needs third-party code)."""
+
+    def __init__(self, app: Any, exempt: str | None = None) -> None:
+        self.app = app
+        self.exempt = exempt
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or (
+            self.exempt and (path == self.exempt or path.startswith(self.exempt + "/"))
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def build_app(start_session: SessionStarter, *, playground: bool = False) -> Any:
+    """A FastAPI app serving the browser client and the WebRTC signalling routes."""
     try:
         from fastapi import FastAPI, Request
-        from fastapi.responses import RedirectResponse
+        from fastapi.responses import RedirectResponse, Response
+        from fastapi.staticfiles import StaticFiles
         from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
         from pipecat.transports.smallwebrtc.request_handler import (
             IceCandidate,
@@ -41,17 +98,37 @@ def build_app(start_session: SessionStarter) -> Any:
             SmallWebRTCRequest,
             SmallWebRTCRequestHandler,
         )
-        from pipecat_ai_prebuilt.frontend import PipecatPrebuiltUI
     except ImportError as e:
         raise EngineUnavailable(
             f"transport=webrtc needs pipecat-ai[webrtc,runner] ({e.name} is missing)"
         ) from None
 
-    app = FastAPI(title="pipecatapp")
+    app = FastAPI(title="pipecatapp", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(SecurityHeaders, exempt=PLAYGROUND_PATH if playground else None)
     handler = SmallWebRTCRequestHandler()
     sessions: set[asyncio.Task] = set()
+    enders: set[asyncio.Task] = set()
 
-    app.mount("/client", PipecatPrebuiltUI)
+    app.mount("/client", StaticFiles(directory=WEB_DIR, html=True), name="client")
+    if playground:
+        try:
+            from pipecat_ai_prebuilt.frontend import PipecatPrebuiltUI
+        except ImportError as e:
+            raise EngineUnavailable(
+                f"webrtc.playground needs pipecat-ai[runner] ({e.name} is missing)"
+            ) from None
+        app.mount(PLAYGROUND_PATH, PipecatPrebuiltUI, name="playground")
+
+    @app.post("/csp-report", include_in_schema=False)
+    async def csp_report(request: Request) -> Response:
+        body = b""
+        async for chunk in request.stream():  # the first 2 kB is enough to name the culprit
+            body += chunk
+            if len(body) >= 2000:
+                break
+        report = body[:2000].decode("utf-8", "replace")
+        logger.warning(f"the browser blocked a request of the page (CSP report): {report}")
+        return Response(status_code=204)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -65,6 +142,13 @@ def build_app(start_session: SessionStarter) -> Any:
         task = asyncio.create_task(start_session(connection))
         sessions.add(task)
         task.add_done_callback(sessions.discard)
+
+        @connection.event_handler("closed")
+        async def on_closed(_connection: SmallWebRTCConnection) -> None:
+            # The browser left (Disconnect ends the session itself; a closed tab may not).
+            ender = asyncio.create_task(_end_after(task, END_GRACE_SECS))
+            enders.add(ender)
+            ender.add_done_callback(enders.discard)
 
     async def offer(request: SmallWebRTCRequest) -> Any:
         return await handler.handle_web_request(
@@ -113,10 +197,59 @@ def build_app(start_session: SessionStarter) -> Any:
     return app
 
 
-async def serve(host: str, port: int, start_session: SessionStarter) -> None:
+async def _end_after(task: asyncio.Task, grace: float) -> None:
+    done, _ = await asyncio.wait([task], timeout=grace)
+    if not done:
+        logger.info("the browser left; ending its session")
+        task.cancel()
+
+
+def page_urls(cfg: WebRTCConfig, scheme: str) -> list[str]:
+    """The URLs that reach the page: the listen address, or each address of this host
+    when listening on all of them."""
+    if cfg.host in ("0.0.0.0", "::", ""):
+        from pipecatapp.transports.tlscert import host_addresses
+
+        lan = sorted(
+            (str(a) if a.version == 4 else f"[{a}]")
+            for a in host_addresses()
+            if not a.is_loopback and (cfg.host != "0.0.0.0" or a.version == 4)
+        )
+        hosts = ["localhost", *lan]
+    else:
+        hosts = [f"[{cfg.host}]" if ":" in cfg.host else cfg.host]
+    return [f"{scheme}://{h}:{cfg.port}/" for h in hosts]
+
+
+def tls_files(cfg: WebRTCConfig) -> tuple[str, str] | None:
+    """(certificate, key) to serve HTTPS with, or None for plain HTTP."""
+    from pipecatapp.transports import tlscert
+
+    if cfg.cert or cfg.key:
+        pair = tlscert.user_supplied(cfg.cert, cfg.key)
+    elif cfg.https:
+        from pipecatapp.embedded.models import cache_dir
+
+        pair = tlscert.self_signed(cache_dir() / "tls", extra_names=[cfg.host],
+                                   extra_addresses=[cfg.host])
+        logger.info(f"self-signed HTTPS certificate: {pair.cert}")
+    else:
+        return None
+    return str(pair.cert), str(pair.key)
+
+
+async def serve(cfg: WebRTCConfig, start_session: SessionStarter) -> None:
     import uvicorn
 
-    app = build_app(start_session)
-    logger.info(f"open http://{host}:{port} in a browser and allow the microphone")
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    await server.serve()
+    tls = tls_files(cfg)
+    app = build_app(start_session, playground=cfg.playground)
+    scheme = "https" if tls else "http"
+    urls = page_urls(cfg, scheme)
+    logger.info(f"open {' or '.join(urls)} in a browser and allow the microphone")
+    if cfg.playground:
+        logger.info(f"pipecat's prebuilt client (needs internet): {urls[0]}playground/")
+    config = uvicorn.Config(
+        app, host=cfg.host, port=cfg.port, log_level="warning",
+        ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
+    )
+    await uvicorn.Server(config).serve()
