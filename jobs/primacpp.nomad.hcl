@@ -2,8 +2,12 @@
 # OpenAI-compatible API by rank 0 (service "primacpp-api"), plus the watchdog that restarts
 # the whole ring when any rank fails (a broken ring hangs requests while /health says 200).
 #
-#   nomad var put nomad/jobs/primacpp api_key=<secret>      # once; see the README (Nomad jobs)
-#   nomad job run -var-file=ring.vars.hcl jobs/primacpp.nomad.hcl
+#   nomad var put nomad/jobs/primacpp api_key=<secret>      # once (or the playbook's deploy tag)
+#   nomad job run -var-file=<inventory dir>/ring.vars.hcl jobs/primacpp.nomad.hcl
+#
+# The playbook renders ring.vars.hcl next to the inventory (and on the master, in
+# /opt/primacpp/ring.vars.hcl): the ranks pinned to the inventory's Nomad node names, the layer
+# windows, the model and the ports. Without it the job refuses to run (docs/cluster.md).
 #
 # Each rank is its own group (count = 1) generated from var.ranks and pinned to its node:
 # NOMAD_ALLOC_INDEX is not unique across canaries and reschedules, so it never defines a rank.
@@ -31,15 +35,16 @@ variable "ranks" {
     layers     = number
     gpu_layers = number
   }))
-  description = "The ring in rank order. node: the Nomad node name the rank is pinned to; layers: how many model layers the rank holds (the -lw layer window; the sum must divide the model's layer count); gpu_layers: how many of those layers go to the node's GPU (0 without one)."
-  default = [
-    { node = "ring-0", layers = 10, gpu_layers = 0 },
-    { node = "ring-1", layers = 10, gpu_layers = 0 },
-    { node = "ring-2", layers = 10, gpu_layers = 0 },
-  ]
+  description = "The ring in rank order (rendered by the playbook into ring.vars.hcl next to the inventory). node: the Nomad node name the rank is pinned to; layers: how many model layers the rank holds (the -lw layer window; the sum must divide the model's layer count); gpu_layers: how many of those layers go to the node's GPU (0 without one)."
+  default     = []
 
   validation {
-    condition     = length(var.ranks) >= 2 && length(var.ranks) <= 32
+    condition     = length(var.ranks) > 0
+    error_message = "No ranks given: run the playbook, which renders the ring's variables into ring.vars.hcl next to your inventory (and /opt/primacpp/ring.vars.hcl on the master), then: nomad job run -var-file=<inventory dir>/ring.vars.hcl jobs/primacpp.nomad.hcl."
+  }
+
+  validation {
+    condition     = length(var.ranks) == 0 || (length(var.ranks) >= 2 && length(var.ranks) <= 32)
     error_message = "The ring needs between 2 and 32 ranks."
   }
 
@@ -53,6 +58,12 @@ variable "model_path" {
   type        = string
   description = "Absolute path of the GGUF model on every ring node (the same file everywhere), inside the models host volume."
   default     = "/opt/primacpp/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+}
+
+variable "model_sha256" {
+  type        = string
+  description = "SHA-256 of the model file (rendered by the playbook, which checked it on every node); shown in the job's meta."
+  default     = ""
 }
 
 variable "models_volume" {
@@ -190,6 +201,11 @@ variable "rank_cpu_mhz" {
 job "primacpp" {
   datacenters = var.datacenters
   type        = "service"
+
+  meta {
+    model_path   = var.model_path
+    model_sha256 = var.model_sha256
+  }
 
   # A ring is one unit: update every rank at once, and keep going if one is slow to load.
   update {

@@ -43,7 +43,7 @@ def good_inventory() -> Inventory:
                 "primacpp_ring": {
                     "hosts": {
                         name: {"primacpp_rank": rank, "primacpp_layer_window": window}
-                        for rank, (name, window) in enumerate(zip(RING, (16, 8, 8), strict=True))
+                        for rank, (name, window) in enumerate(zip(RING, (14, 8, 8), strict=True))
                     }
                 },
                 "pipecatapp_audio": {"hosts": {"node1": None}},

@@ -16,13 +16,36 @@ ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "jobs"
 RING = "primacpp.nomad.hcl"
 APP = "pipecatapp.nomad.hcl"
+EXAMPLE_VARS = JOBS / "ring.vars.example.hcl"
+VAR_FILES = {"primacpp": EXAMPLE_VARS}
 
 
 def test_project_jobs_pass_from_the_command_line():
-    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", "jobs/"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", "jobs/", "--var-file",
+                             f"primacpp={EXAMPLE_VARS}", "--pins"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "jobcheck: ok: pipecatapp (1 groups), primacpp (4 groups)" in result.stdout
+    assert ('{"job": "primacpp", "pins": {"rank-0": "node1", "rank-1": "node2", '
+            '"rank-2": "node3"}}') in result.stdout
+
+
+def test_ring_job_without_variables_refuses_and_says_where_the_rendered_file_is():
+    """No default points at nodes that do not exist: without the playbook's file the ring job
+    does not evaluate, and the message names the file and the command."""
+    with pytest.raises(JobFileError,
+                       match=r"No ranks given.*ring\.vars\.hcl next to your inventory"):
+        evaluate_job(JOBS / RING)
+    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", "jobs/"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "nomad job run -var-file=<inventory dir>/ring.vars.hcl" in result.stdout
+
+
+def test_a_var_file_for_a_job_that_is_not_checked_is_reported(tmp_path: Path):
+    _, findings = check_paths([JOBS / APP], var_files={"primacpp": EXAMPLE_VARS})
+    parse = [f for f in findings if f.rule == "parse"]
+    assert len(parse) == 1 and "not among the checked jobs" in parse[0].message
 
 
 def test_ring_job_has_one_pinned_group_per_rank():
@@ -91,11 +114,12 @@ MISTAKES = [
 @pytest.mark.parametrize(("rule", "file", "old", "new"), MISTAKES)
 def test_planted_mistake_is_caught(tmp_path: Path, rule: str, file: str, old: str, new: str):
     jobs = _planted(tmp_path, file, old, new)
-    _, findings = check_paths([jobs])
+    _, findings = check_paths([jobs], var_files=VAR_FILES)
     rules = {f.rule for f in findings}
     assert rule in rules, f"{rule} not reported; got {[str(f) for f in findings]}"
     assert rules == {rule}, f"unrelated findings: {[str(f) for f in findings]}"
-    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", str(jobs)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", str(jobs), "--var-file",
+                             f"primacpp={EXAMPLE_VARS}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert f"[{rule}]" in result.stdout
@@ -103,6 +127,6 @@ def test_planted_mistake_is_caught(tmp_path: Path, rule: str, file: str, old: st
 
 def test_launcher_settings_missing_in_the_job_is_named(tmp_path: Path):
     jobs = _planted(tmp_path, RING, "PRIMACPP_CTX_SIZE=${var.ctx_size}\n", "")
-    _, findings = check_paths([jobs])
+    _, findings = check_paths([jobs], var_files=VAR_FILES)
     assert [f.message for f in findings] == [
         "the launcher reads PRIMACPP_CTX_SIZE, which the job does not render"] * 3

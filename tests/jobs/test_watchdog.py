@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ring.jobmodel import evaluate_job
+from ring.jobmodel import evaluate_job, load_var_file
 from ring.scripts import WATCHDOG, load_script
 
 from .client_double import NomadClientDouble
@@ -139,7 +139,7 @@ def test_bad_arguments_are_refused(tmp_path: Path):
 
 @pytest.fixture
 def fake_api(tmp_path: Path):
-    job = evaluate_job(JOB_FILE)
+    job = evaluate_job(JOB_FILE, load_var_file(JOB_FILE.parent / "ring.vars.example.hcl"))
     client = NomadClientDouble(job, {}, tmp_path, variables={}, groups=[])
     fake = FakeNomad(client, token="right-token-0123456789")
     thread = threading.Thread(target=fake.serve, daemon=True)
