@@ -26,8 +26,8 @@ variable "config_file" {
 
 variable "user" {
   type        = string
-  description = "User the app runs as (the exec driver refuses root by default); it must be able to read config_file (pipecatapp role: pipecatapp_config_group = \"nogroup\" for nobody)."
-  default     = "nobody"
+  description = "User the app runs as: the system user the pipecatapp role creates (pipecatapp_user), whose group owns config_file."
+  default     = "pipecatapp"
 }
 
 variable "transport" {

@@ -34,8 +34,10 @@ variable "ranks" {
     node       = string
     layers     = number
     gpu_layers = number
+    uid        = number
+    gid        = number
   }))
-  description = "The ring in rank order (rendered by the playbook into ring.vars.hcl next to the inventory). node: the Nomad node name the rank is pinned to; layers: how many model layers the rank holds (the -lw layer window; the sum must divide the model's layer count); gpu_layers: how many of those layers go to the node's GPU (0 without one)."
+  description = "The ring in rank order (rendered by the playbook into ring.vars.hcl next to the inventory). node: the Nomad node name the rank is pinned to; layers: how many model layers the rank holds (the -lw layer window; the sum must divide the model's layer count); gpu_layers: how many of those layers go to the node's GPU (0 without one); uid/gid: the numeric ids of var.user on that node (owner of the rank's secrets)."
   default     = []
 
   validation {
@@ -52,6 +54,12 @@ variable "ranks" {
     condition     = length([for r in var.ranks : r if r.layers < 1 || r.gpu_layers < 0 || r.gpu_layers > r.layers]) == 0
     error_message = "Every rank needs layers >= 1 and 0 <= gpu_layers <= layers."
   }
+}
+
+variable "user" {
+  type        = string
+  description = "Unprivileged user the engines and the watchdog run as (created by the primacpp role on every ring node)."
+  default     = "primacpp"
 }
 
 variable "model_path" {
@@ -304,6 +312,7 @@ job "primacpp" {
 
       task "rank" {
         driver       = "raw_exec"
+        user         = var.user
         kill_signal  = "SIGINT"
         kill_timeout = "10s"
 
@@ -344,11 +353,14 @@ PRIMACPP_RANK_IPS=%{ for i, r in var.ranks }%{ if i > 0 },%{ endif }{{ with noma
 EOT
         }
 
-        # The API key, from Nomad Variables; never written in this file.
+        # The API key, from Nomad Variables; never written in this file. Readable by the
+        # task's user only.
         template {
           destination = "secrets/api-key"
           change_mode = "restart"
           perms       = "0400"
+          uid         = group.value.uid
+          gid         = group.value.gid
           data        = "{{ with nomadVar \"${var.api_key_var}\" }}{{ .api_key }}{{ end }}"
         }
 
@@ -363,12 +375,13 @@ EOT
   # The watchdog probes rank 0 with a one-token completion and restarts every rank's
   # allocation through the Nomad API when the ring is broken. Its token is the task's
   # workload identity; attach jobs/primacpp-watchdog.policy.hcl to it (the README (Nomad jobs)).
+  # It runs on rank 0's node (the ring cannot serve without it), as var.user.
   group "watchdog" {
     count = 1
 
     constraint {
-      attribute = "${meta.primacpp_rank}"
-      operator  = "is_set"
+      attribute = "${node.unique.name}"
+      value     = var.ranks[0].node
     }
 
     restart {
@@ -380,6 +393,7 @@ EOT
 
     task "watchdog" {
       driver = "raw_exec"
+      user   = var.user
 
       identity {
         env = true
@@ -406,6 +420,8 @@ EOT
         destination = "secrets/api-key"
         change_mode = "restart"
         perms       = "0400"
+        uid         = var.ranks[0].uid
+        gid         = var.ranks[0].gid
         data        = "{{ with nomadVar \"${var.api_key_var}\" }}{{ .api_key }}{{ end }}"
       }
 

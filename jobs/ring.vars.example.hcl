@@ -3,9 +3,9 @@
 # with the file the playbook rendered for YOUR inventory, never with this one.
 
 ranks = [
-  { node = "node1", layers = 14, gpu_layers = 0 },
-  { node = "node2", layers = 8, gpu_layers = 0 },
-  { node = "node3", layers = 8, gpu_layers = 0 }
+  { node = "node1", layers = 14, gpu_layers = 0, uid = 999, gid = 999 },
+  { node = "node2", layers = 8, gpu_layers = 0, uid = 999, gid = 999 },
+  { node = "node3", layers = 8, gpu_layers = 0, uid = 999, gid = 999 }
 ]
 
 model_path   = "/opt/primacpp/models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -15,6 +15,7 @@ data_port    = 9000
 signal_port  = 10000
 rpc_port     = 50052
 
+user             = "primacpp"
 primacpp_bin_dir = "/opt/primacpp/bin"
 llamacpp_bin_dir = "/opt/llama.cpp/bin"
 nomad_addr       = "http://127.0.0.1:4646"

@@ -27,7 +27,7 @@ def test_project_jobs_pass_from_the_command_line():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "jobcheck: ok: pipecatapp (1 groups), primacpp (4 groups)" in result.stdout
     assert ('{"job": "primacpp", "pins": {"rank-0": "node1", "rank-1": "node2", '
-            '"rank-2": "node3"}}') in result.stdout
+            '"rank-2": "node3", "watchdog": "node1"}}') in result.stdout
 
 
 def test_ring_job_without_variables_refuses_and_says_where_the_rendered_file_is():
@@ -49,7 +49,8 @@ def test_a_var_file_for_a_job_that_is_not_checked_is_reported(tmp_path: Path):
 
 
 def test_ring_job_has_one_pinned_group_per_rank():
-    ranks = [{"node": f"host-{i}", "layers": 8, "gpu_layers": 0} for i in range(4)]
+    ranks = [{"node": f"host-{i}", "layers": 8, "gpu_layers": 0, "uid": 990 + i, "gid": 980 + i}
+             for i in range(4)]
     job = evaluate_job(JOBS / RING, {"ranks": ranks})
     groups = {g.name: g for g in job.groups()}
     assert sorted(groups) == ["rank-0", "rank-1", "rank-2", "rank-3", "watchdog"]
@@ -68,13 +69,27 @@ def test_ring_job_has_one_pinned_group_per_rank():
         data = task.child("template").attrs["data"]
         assert f"PRIMACPP_RANK={i}\n" in data and "PRIMACPP_LAYER_WINDOW=8,8,8,8\n" in data
         assert f'nomadService "primacpp-rank-{(i + 1) % 4}"' in data
+        # Unprivileged: the engine runs as the primacpp user, which owns its secrets file.
+        assert task.attrs["user"] == "primacpp"
+        secret = next(t for t in task.children("template")
+                      if t.attrs["destination"] == "secrets/api-key")
+        assert (secret.attrs["uid"], secret.attrs["gid"], secret.attrs["perms"]) == (
+            990 + i, 980 + i, "0400")
+    watchdog = groups["watchdog"]
+    pin = watchdog.child("constraint")
+    assert (pin.attrs["attribute"], pin.attrs["value"]) == ("${node.unique.name}", "host-0")
+    task = watchdog.child("task")
+    secret = task.child("template")
+    assert task.attrs["user"] == "primacpp"
+    assert (secret.attrs["uid"], secret.attrs["gid"]) == (990, 980)
 
 
 def test_bad_variables_are_refused_with_their_message():
     with pytest.raises(JobFileError, match=r'engine.*must be "primacpp" or "rpc"'):
         evaluate_job(JOBS / RING, {"engine": "vllm"})
     with pytest.raises(JobFileError, match="between 2 and 32 ranks"):
-        evaluate_job(JOBS / RING, {"ranks": [{"node": "a", "layers": 30, "gpu_layers": 0}]})
+        evaluate_job(JOBS / RING, {"ranks": [{"node": "a", "layers": 30, "gpu_layers": 0,
+                                              "uid": 1, "gid": 1}]})
 
 
 def _planted(tmp_path: Path, file: str, old: str, new: str) -> Path:
