@@ -36,8 +36,9 @@ variable "ranks" {
     gpu_layers = number
     uid        = number
     gid        = number
+    memory_mb  = number
   }))
-  description = "The ring in rank order (rendered by the playbook into ring.vars.hcl next to the inventory). node: the Nomad node name the rank is pinned to; layers: how many model layers the rank holds (the -lw layer window; the sum must divide the model's layer count); gpu_layers: how many of those layers go to the node's GPU (0 without one); uid/gid: the numeric ids of var.user on that node (owner of the rank's secrets)."
+  description = "The ring in rank order (rendered by the playbook into ring.vars.hcl next to the inventory). node: the Nomad node name the rank is pinned to; layers: how many model layers the rank holds (the -lw layer window; the sum must divide the model's layer count); gpu_layers: how many of those layers go to the node's GPU (0 without one); uid/gid: the numeric ids of var.user on that node (owner of the rank's secrets); memory_mb: the rank's memory limit, from its share of the model's bytes plus its KV cache (docs/cluster.md)."
   default     = []
 
   validation {
@@ -53,6 +54,11 @@ variable "ranks" {
   validation {
     condition     = length([for r in var.ranks : r if r.layers < 1 || r.gpu_layers < 0 || r.gpu_layers > r.layers]) == 0
     error_message = "Every rank needs layers >= 1 and 0 <= gpu_layers <= layers."
+  }
+
+  validation {
+    condition     = length([for r in var.ranks : r if r.memory_mb < 64]) == 0
+    error_message = "Every rank needs memory_mb >= 64 (the playbook derives it from the model: docs/cluster.md)."
   }
 }
 
@@ -176,6 +182,18 @@ variable "nomad_ca_cert" {
   default     = ""
 }
 
+variable "nomad_client_cert" {
+  type        = string
+  description = "Client certificate file on the node for an https nomad_addr that verifies clients (empty: none)."
+  default     = ""
+}
+
+variable "nomad_client_key" {
+  type        = string
+  description = "Key of nomad_client_cert on the node."
+  default     = ""
+}
+
 variable "watchdog_interval" {
   type        = number
   description = "Seconds between two watchdog checks."
@@ -192,12 +210,6 @@ variable "load_grace" {
   type        = number
   description = "Seconds after a (re)start during which a loading ring is not restarted (model load time, with margin)."
   default     = 300
-}
-
-variable "rank_memory_mb" {
-  type        = number
-  description = "Memory (MB) reserved for each rank; weights are memory-mapped, so this covers KV cache and buffers."
-  default     = 2048
 }
 
 variable "rank_cpu_mhz" {
@@ -366,7 +378,7 @@ EOT
 
         resources {
           cpu    = var.rank_cpu_mhz
-          memory = var.rank_memory_mb
+          memory = group.value.memory_mb
         }
       }
     }
@@ -413,7 +425,9 @@ EOT
       }
 
       env {
-        NOMAD_CACERT = var.nomad_ca_cert
+        NOMAD_CACERT      = var.nomad_ca_cert
+        NOMAD_CLIENT_CERT = var.nomad_client_cert
+        NOMAD_CLIENT_KEY  = var.nomad_client_key
       }
 
       template {

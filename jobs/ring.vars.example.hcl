@@ -3,9 +3,9 @@
 # with the file the playbook rendered for YOUR inventory, never with this one.
 
 ranks = [
-  { node = "node1", layers = 14, gpu_layers = 0, uid = 999, gid = 999 },
-  { node = "node2", layers = 8, gpu_layers = 0, uid = 999, gid = 999 },
-  { node = "node3", layers = 8, gpu_layers = 0, uid = 999, gid = 999 }
+  { node = "node1", layers = 14, gpu_layers = 0, uid = 999, gid = 999, memory_mb = 342 },
+  { node = "node2", layers = 8, gpu_layers = 0, uid = 999, gid = 999, memory_mb = 306 },
+  { node = "node3", layers = 8, gpu_layers = 0, uid = 999, gid = 999, memory_mb = 306 }
 ]
 
 model_path   = "/opt/primacpp/models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -13,6 +13,7 @@ model_sha256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 api_port     = 8080
 data_port    = 9000
 signal_port  = 10000
+ctx_size     = 4096
 rpc_port     = 50052
 
 user             = "primacpp"

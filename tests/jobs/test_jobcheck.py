@@ -49,8 +49,8 @@ def test_a_var_file_for_a_job_that_is_not_checked_is_reported(tmp_path: Path):
 
 
 def test_ring_job_has_one_pinned_group_per_rank():
-    ranks = [{"node": f"host-{i}", "layers": 8, "gpu_layers": 0, "uid": 990 + i, "gid": 980 + i}
-             for i in range(4)]
+    ranks = [{"node": f"host-{i}", "layers": 8, "gpu_layers": 0, "uid": 990 + i, "gid": 980 + i,
+              "memory_mb": 300 + i} for i in range(4)]
     job = evaluate_job(JOBS / RING, {"ranks": ranks})
     groups = {g.name: g for g in job.groups()}
     assert sorted(groups) == ["rank-0", "rank-1", "rank-2", "rank-3", "watchdog"]
@@ -69,6 +69,7 @@ def test_ring_job_has_one_pinned_group_per_rank():
         data = task.child("template").attrs["data"]
         assert f"PRIMACPP_RANK={i}\n" in data and "PRIMACPP_LAYER_WINDOW=8,8,8,8\n" in data
         assert f'nomadService "primacpp-rank-{(i + 1) % 4}"' in data
+        assert task.child("resources").attrs["memory"] == 300 + i  # the rank's own limit
         # Unprivileged: the engine runs as the primacpp user, which owns its secrets file.
         assert task.attrs["user"] == "primacpp"
         secret = next(t for t in task.children("template")
@@ -89,7 +90,7 @@ def test_bad_variables_are_refused_with_their_message():
         evaluate_job(JOBS / RING, {"engine": "vllm"})
     with pytest.raises(JobFileError, match="between 2 and 32 ranks"):
         evaluate_job(JOBS / RING, {"ranks": [{"node": "a", "layers": 30, "gpu_layers": 0,
-                                              "uid": 1, "gid": 1}]})
+                                              "uid": 1, "gid": 1, "memory_mb": 512}]})
 
 
 def _planted(tmp_path: Path, file: str, old: str, new: str) -> Path:
