@@ -32,12 +32,17 @@ variable "user" {
 
 variable "transport" {
   type        = string
-  description = "Audio transport: \"webrtc\" (browser client served by the app) or \"local\" (the node's own microphone and speaker)."
+  description = "Audio transport: \"webrtc\", the browser client served by the app (open the page from any device on the LAN). \"local\" (the node's own microphone and speaker) is refused under Nomad: the exec driver's chroot has no sound devices."
   default     = "webrtc"
 
   validation {
     condition     = contains(["webrtc", "local"], var.transport)
-    error_message = "The transport must be \"webrtc\" or \"local\" (the file transport is for tests)."
+    error_message = "The transport must be \"webrtc\" (the file transport is for tests)."
+  }
+
+  validation {
+    condition     = var.transport != "local"
+    error_message = "transport = \"local\" cannot work under Nomad: the exec driver's chroot has no /dev/snd, so the app would find no microphone. Use the browser client instead (transport \"webrtc\", the default: open http://<audio node>:7860 from a phone or laptop on the LAN), or run `python -m pipecatapp --transport local` on the audio node outside Nomad."
   }
 }
 

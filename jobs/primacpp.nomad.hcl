@@ -212,6 +212,12 @@ variable "load_grace" {
   default     = 300
 }
 
+variable "return_grace" {
+  type        = number
+  description = "Seconds a ring whose missing rank was placed again (its node came back) gets to answer before the watchdog restarts it whole."
+  default     = 30
+}
+
 variable "rank_cpu_mhz" {
   type        = number
   description = "CPU (MHz) reserved for each rank."
@@ -421,6 +427,7 @@ EOT
           "--interval", "${var.watchdog_interval}",
           "--probe-timeout", "${var.probe_timeout}",
           "--load-grace", "${var.load_grace}",
+          "--return-grace", "${var.return_grace}",
         ]
       }
 

@@ -300,3 +300,35 @@ def test_good_inventory_passes_preflight(ansible_tools: SimpleNamespace, tmp_pat
     assert "fatal: " not in checks and "[ERROR]" not in checks, checks[-3000:]
     assert "TASK [preflight : Read the model's layer count from its GGUF header]" in checks
     assert len(CASES) >= 8
+
+
+def test_sleeping_servers_get_a_recommendation(ansible_tools: SimpleNamespace,
+                                               tmp_path: Path) -> None:
+    """Servers marked nomad_always_on: false (laptops) pass, with a recommendation to keep
+    the servers on machines that stay on (a majority of them must be awake)."""
+    inv = good_inventory()
+    for name in ("node2", "node3"):
+        inv["all"]["hosts"][name]["nomad_always_on"] = False
+    output = run_playbook(ansible_tools, tmp_path, inv)
+    assert "RECOMMENDATION: node2, node3 are Nomad servers but marked nomad_always_on: false" in (
+        " ".join(output.split()))
+    assert "majority of its 3 server(s) is awake (2)" in " ".join(output.split())
+    assert "PLAY [Check what each host will advertise" in output  # a recommendation, not a stop
+
+
+def test_the_example_inventory_passes_the_inventory_checks(
+    ansible_tools: SimpleNamespace, tmp_path: Path
+) -> None:
+    """inventory.yaml (one always-on server, windows 14/8/8) with the SmolLM2 model passes
+    every check that needs no connection."""
+    inv = yaml.safe_load((ansible_tools.repo / "inventory.yaml").read_text())
+    inv["all"]["vars"]["primacpp_model_local_file"] = str(smollm2_gguf())
+    inv["all"]["vars"]["primacpp_model_sha256"] = SMOLLM2_SHA256
+    # Its documentation addresses are replaced by loopback ones: tests reach no other network.
+    for i, host in enumerate(inv["all"]["hosts"].values()):
+        host.update({"ansible_host": f"127.0.0.{i + 1}", "ansible_port": 1,
+                     "ansible_ssh_common_args": "-o ConnectTimeout=2"})
+    output = run_playbook(ansible_tools, tmp_path, inv)
+    checks = output[: output.index("PLAY [Check what each host will advertise")]
+    assert "fatal: " not in checks and "[ERROR]" not in checks, checks[-3000:]
+    assert "RECOMMENDATION" not in checks
