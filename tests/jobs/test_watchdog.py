@@ -179,6 +179,18 @@ def test_a_rank_whose_node_is_away_is_waited_for_without_backoff_then_healed_on_
     assert restart_at + 10.0 - back_at < 90.0
 
 
+def test_a_rank_away_while_another_waits_for_it_is_still_waited_for():
+    """Rank 2's node is away and rank 0's task is not running either (it lost its peer):
+    restarting the ring cannot help while rank 2 has nowhere to run, so nothing is restarted."""
+    doc = doctor(fail_threshold=1)
+    doc.observe(view(*HEALTHY), wd.PROBE_OK, 0.0)
+    lost = alloc(2, client="lost") | {"DesiredStatus": "stop"}
+    both = view(alloc(0, state="pending", restarts=3), alloc(1), lost)
+    for second in range(10, 400, 10):
+        assert doc.observe(both, wd.PROBE_SKIPPED, float(second)) is None
+    assert doc.restarts_without_heal == 0
+
+
 def test_bad_arguments_are_refused(tmp_path: Path):
     result = subprocess.run([sys.executable, str(WATCHDOG), "--interval", "0",
                              "--nomad-addr", "127.0.0.1:4646"],
