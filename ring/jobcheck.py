@@ -1,4 +1,6 @@
-"""Check the project's Nomad jobs without Nomad: ``python -m ring.jobcheck jobs/``.
+"""Check the project's Nomad jobs without Nomad:
+``python -m ring.jobcheck jobs/ --var-file primacpp=ring.vars.hcl`` (the ring job needs the
+variables file the playbook renders; ``jobs/ring.vars.example.hcl`` is the example inventory's).
 
 Every ``*.nomad.hcl`` file must parse (python-hcl2) and evaluate with its defaults
 (:mod:`ring.jobmodel`), then pass a short list of rules. Each rule is traceable to Nomad's

@@ -199,6 +199,7 @@ def test_watchdog_restarts_the_whole_ring_when_any_rank_dies(
 AWAY_S = float(os.environ.get("PIPECATAPP_RING_AWAY_S", "300"))
 
 
+@pytest.mark.timeout(AWAY_S + 900)
 def test_watchdog_waits_for_a_node_that_went_away_and_heals_when_it_returns(
     engine: tuple[str, Path], smollm2: Path, tmp_path: Path
 ):
