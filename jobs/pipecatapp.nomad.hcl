@@ -26,18 +26,23 @@ variable "config_file" {
 
 variable "user" {
   type        = string
-  description = "User the app runs as (the exec driver refuses root by default); it must be able to read config_file (pipecatapp role: pipecatapp_config_group = \"nogroup\" for nobody)."
-  default     = "nobody"
+  description = "User the app runs as: the system user the pipecatapp role creates (pipecatapp_user), whose group owns config_file."
+  default     = "pipecatapp"
 }
 
 variable "transport" {
   type        = string
-  description = "Audio transport: \"webrtc\" (browser client served by the app) or \"local\" (the node's own microphone and speaker)."
+  description = "Audio transport: \"webrtc\", the browser client served by the app (open the page from any device on the LAN). \"local\" (the node's own microphone and speaker) is refused under Nomad: the exec driver's chroot has no sound devices."
   default     = "webrtc"
 
   validation {
     condition     = contains(["webrtc", "local"], var.transport)
-    error_message = "The transport must be \"webrtc\" or \"local\" (the file transport is for tests)."
+    error_message = "The transport must be \"webrtc\" (the file transport is for tests)."
+  }
+
+  validation {
+    condition     = var.transport != "local"
+    error_message = "transport = \"local\" cannot work under Nomad: the exec driver's chroot has no /dev/snd, so the app would find no microphone. Use the browser client instead (transport \"webrtc\", the default: open http://<audio node>:7860 from a phone or laptop on the LAN), or run `python -m pipecatapp --transport local` on the audio node outside Nomad."
   }
 }
 

@@ -2,8 +2,12 @@
 # OpenAI-compatible API by rank 0 (service "primacpp-api"), plus the watchdog that restarts
 # the whole ring when any rank fails (a broken ring hangs requests while /health says 200).
 #
-#   nomad var put nomad/jobs/primacpp api_key=<secret>      # once; see the README (Nomad jobs)
-#   nomad job run -var-file=ring.vars.hcl jobs/primacpp.nomad.hcl
+#   nomad var put nomad/jobs/primacpp api_key=<secret>      # once (or the playbook's deploy tag)
+#   nomad job run -var-file=<inventory dir>/ring.vars.hcl jobs/primacpp.nomad.hcl
+#
+# The playbook renders ring.vars.hcl next to the inventory (and on the master, in
+# /opt/primacpp/ring.vars.hcl): the ranks pinned to the inventory's Nomad node names, the layer
+# windows, the model and the ports. Without it the job refuses to run (docs/cluster.md).
 #
 # Each rank is its own group (count = 1) generated from var.ranks and pinned to its node:
 # NOMAD_ALLOC_INDEX is not unique across canaries and reschedules, so it never defines a rank.
@@ -30,16 +34,20 @@ variable "ranks" {
     node       = string
     layers     = number
     gpu_layers = number
+    uid        = number
+    gid        = number
+    memory_mb  = number
   }))
-  description = "The ring in rank order. node: the Nomad node name the rank is pinned to; layers: how many model layers the rank holds (the -lw layer window; the sum must divide the model's layer count); gpu_layers: how many of those layers go to the node's GPU (0 without one)."
-  default = [
-    { node = "ring-0", layers = 10, gpu_layers = 0 },
-    { node = "ring-1", layers = 10, gpu_layers = 0 },
-    { node = "ring-2", layers = 10, gpu_layers = 0 },
-  ]
+  description = "The ring in rank order (rendered by the playbook into ring.vars.hcl next to the inventory). node: the Nomad node name the rank is pinned to; layers: how many model layers the rank holds (the -lw layer window; the sum must divide the model's layer count); gpu_layers: how many of those layers go to the node's GPU (0 without one); uid/gid: the numeric ids of var.user on that node (owner of the rank's secrets); memory_mb: the rank's memory limit, from its share of the model's bytes plus its KV cache (docs/cluster.md)."
+  default     = []
 
   validation {
-    condition     = length(var.ranks) >= 2 && length(var.ranks) <= 32
+    condition     = length(var.ranks) > 0
+    error_message = "No ranks given: run the playbook, which renders the ring's variables into ring.vars.hcl next to your inventory (and /opt/primacpp/ring.vars.hcl on the master), then: nomad job run -var-file=<inventory dir>/ring.vars.hcl jobs/primacpp.nomad.hcl."
+  }
+
+  validation {
+    condition     = length(var.ranks) == 0 || (length(var.ranks) >= 2 && length(var.ranks) <= 32)
     error_message = "The ring needs between 2 and 32 ranks."
   }
 
@@ -47,12 +55,29 @@ variable "ranks" {
     condition     = length([for r in var.ranks : r if r.layers < 1 || r.gpu_layers < 0 || r.gpu_layers > r.layers]) == 0
     error_message = "Every rank needs layers >= 1 and 0 <= gpu_layers <= layers."
   }
+
+  validation {
+    condition     = length([for r in var.ranks : r if r.memory_mb < 64]) == 0
+    error_message = "Every rank needs memory_mb >= 64 (the playbook derives it from the model: docs/cluster.md)."
+  }
+}
+
+variable "user" {
+  type        = string
+  description = "Unprivileged user the engines and the watchdog run as (created by the primacpp role on every ring node)."
+  default     = "primacpp"
 }
 
 variable "model_path" {
   type        = string
   description = "Absolute path of the GGUF model on every ring node (the same file everywhere), inside the models host volume."
   default     = "/opt/primacpp/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+}
+
+variable "model_sha256" {
+  type        = string
+  description = "SHA-256 of the model file (rendered by the playbook, which checked it on every node); shown in the job's meta."
+  default     = ""
 }
 
 variable "models_volume" {
@@ -157,6 +182,18 @@ variable "nomad_ca_cert" {
   default     = ""
 }
 
+variable "nomad_client_cert" {
+  type        = string
+  description = "Client certificate file on the node for an https nomad_addr that verifies clients (empty: none)."
+  default     = ""
+}
+
+variable "nomad_client_key" {
+  type        = string
+  description = "Key of nomad_client_cert on the node."
+  default     = ""
+}
+
 variable "watchdog_interval" {
   type        = number
   description = "Seconds between two watchdog checks."
@@ -175,10 +212,10 @@ variable "load_grace" {
   default     = 300
 }
 
-variable "rank_memory_mb" {
+variable "return_grace" {
   type        = number
-  description = "Memory (MB) reserved for each rank; weights are memory-mapped, so this covers KV cache and buffers."
-  default     = 2048
+  description = "Seconds a ring whose missing rank was placed again (its node came back) gets to answer before the watchdog restarts it whole."
+  default     = 30
 }
 
 variable "rank_cpu_mhz" {
@@ -190,6 +227,11 @@ variable "rank_cpu_mhz" {
 job "primacpp" {
   datacenters = var.datacenters
   type        = "service"
+
+  meta {
+    model_path   = var.model_path
+    model_sha256 = var.model_sha256
+  }
 
   # A ring is one unit: update every rank at once, and keep going if one is slow to load.
   update {
@@ -288,6 +330,7 @@ job "primacpp" {
 
       task "rank" {
         driver       = "raw_exec"
+        user         = var.user
         kill_signal  = "SIGINT"
         kill_timeout = "10s"
 
@@ -328,17 +371,20 @@ PRIMACPP_RANK_IPS=%{ for i, r in var.ranks }%{ if i > 0 },%{ endif }{{ with noma
 EOT
         }
 
-        # The API key, from Nomad Variables; never written in this file.
+        # The API key, from Nomad Variables; never written in this file. Readable by the
+        # task's user only.
         template {
           destination = "secrets/api-key"
           change_mode = "restart"
           perms       = "0400"
+          uid         = group.value.uid
+          gid         = group.value.gid
           data        = "{{ with nomadVar \"${var.api_key_var}\" }}{{ .api_key }}{{ end }}"
         }
 
         resources {
           cpu    = var.rank_cpu_mhz
-          memory = var.rank_memory_mb
+          memory = group.value.memory_mb
         }
       }
     }
@@ -347,12 +393,13 @@ EOT
   # The watchdog probes rank 0 with a one-token completion and restarts every rank's
   # allocation through the Nomad API when the ring is broken. Its token is the task's
   # workload identity; attach jobs/primacpp-watchdog.policy.hcl to it (the README (Nomad jobs)).
+  # It runs on rank 0's node (the ring cannot serve without it), as var.user.
   group "watchdog" {
     count = 1
 
     constraint {
-      attribute = "${meta.primacpp_rank}"
-      operator  = "is_set"
+      attribute = "${node.unique.name}"
+      value     = var.ranks[0].node
     }
 
     restart {
@@ -364,6 +411,7 @@ EOT
 
     task "watchdog" {
       driver = "raw_exec"
+      user   = var.user
 
       identity {
         env = true
@@ -379,17 +427,22 @@ EOT
           "--interval", "${var.watchdog_interval}",
           "--probe-timeout", "${var.probe_timeout}",
           "--load-grace", "${var.load_grace}",
+          "--return-grace", "${var.return_grace}",
         ]
       }
 
       env {
-        NOMAD_CACERT = var.nomad_ca_cert
+        NOMAD_CACERT      = var.nomad_ca_cert
+        NOMAD_CLIENT_CERT = var.nomad_client_cert
+        NOMAD_CLIENT_KEY  = var.nomad_client_key
       }
 
       template {
         destination = "secrets/api-key"
         change_mode = "restart"
         perms       = "0400"
+        uid         = var.ranks[0].uid
+        gid         = var.ranks[0].gid
         data        = "{{ with nomadVar \"${var.api_key_var}\" }}{{ .api_key }}{{ end }}"
       }
 

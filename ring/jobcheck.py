@@ -1,4 +1,6 @@
-"""Check the project's Nomad jobs without Nomad: ``python -m ring.jobcheck jobs/``.
+"""Check the project's Nomad jobs without Nomad:
+``python -m ring.jobcheck jobs/ --var-file primacpp=ring.vars.hcl`` (the ring job needs the
+variables file the playbook renders; ``jobs/ring.vars.example.hcl`` is the example inventory's).
 
 Every ``*.nomad.hcl`` file must parse (python-hcl2) and evaluate with its defaults
 (:mod:`ring.jobmodel`), then pass a short list of rules. Each rule is traceable to Nomad's
@@ -10,13 +12,14 @@ keep them few. ``nomad job validate`` on a real cluster remains the authority
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ring.jobmodel import Block, Job, JobFileError, evaluate_job, parse_file
+from ring.jobmodel import Block, Job, JobFileError, evaluate_job, load_var_file, parse_file
 from ring.scripts import LAUNCHER, load_script
 
 LAUNCHER_NAME = "primacpp-ring-launch"
@@ -235,8 +238,14 @@ def check_launcher_settings(jobs: list[Job], launcher: Path) -> list[Finding]:
     return out
 
 
-def check_paths(paths: list[Path], launcher: Path = DEFAULT_LAUNCHER) -> tuple[list[Job],
-                                                                               list[Finding]]:
+def check_paths(
+    paths: list[Path],
+    launcher: Path = DEFAULT_LAUNCHER,
+    var_files: Mapping[str, Path] | None = None,
+) -> tuple[list[Job], list[Finding]]:
+    """Check every job file under ``paths``; ``var_files`` maps a job file's name without
+    ``.nomad.hcl`` (e.g. ``primacpp``) to the ``-var-file`` it is evaluated with."""
+    var_files = dict(var_files or {})
     files: list[Path] = []
     for path in paths:
         files += sorted(path.glob("*.nomad.hcl")) if path.is_dir() else [path]
@@ -244,10 +253,16 @@ def check_paths(paths: list[Path], launcher: Path = DEFAULT_LAUNCHER) -> tuple[l
     jobs: list[Job] = []
     if not files:
         findings.append(Finding("parse", ", ".join(map(str, paths)), "no *.nomad.hcl files"))
+    stems = {f.name.removesuffix(".nomad.hcl") for f in files}
+    for stem in sorted(set(var_files) - stems):
+        findings.append(Finding("parse", str(var_files[stem]),
+                                f"--var-file for {stem!r}, which is not among the checked jobs"))
     for file in files:
+        stem = file.name.removesuffix(".nomad.hcl")
         try:
             parse_file(file)
-            jobs.append(evaluate_job(file))
+            overrides = load_var_file(var_files[stem]) if stem in var_files else None
+            jobs.append(evaluate_job(file, overrides))
         except JobFileError as exc:
             findings.append(Finding("parse", str(file), str(exc)))
     for job in jobs:
@@ -258,13 +273,40 @@ def check_paths(paths: list[Path], launcher: Path = DEFAULT_LAUNCHER) -> tuple[l
     return jobs, findings
 
 
+def pins(job: Job) -> dict[str, str]:
+    """Each group's ``${node.unique.name}`` constraint value (the node a rank is pinned to)."""
+    out = {}
+    for group in job.groups():
+        for constraint in group.children("constraint"):
+            if constraint.attrs.get("attribute") == "${node.unique.name}":
+                out[group.name] = str(constraint.attrs.get("value"))
+    return out
+
+
+def _var_file_arg(text: str) -> tuple[str, Path]:
+    job, sep, path = text.partition("=")
+    if not sep or not job or not path:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected JOB=PATH, e.g. primacpp=ring.vars.hcl")
+    return job, Path(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ring.jobcheck", description=__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="job files or directories")
     parser.add_argument("--launcher", type=Path, default=DEFAULT_LAUNCHER,
                         help="the ring launcher whose settings the jobs must render")
+    parser.add_argument("--var-file", dest="var_files", action="append", default=[],
+                        type=_var_file_arg, metavar="JOB=PATH",
+                        help="evaluate JOB.nomad.hcl with this -var-file (e.g. the ring.vars.hcl "
+                             "the playbook renders): primacpp=inventory-dir/ring.vars.hcl")
+    parser.add_argument("--pins", action="store_true",
+                        help="print one JSON line per job: its groups' pinned node names")
     opts = parser.parse_args(argv)
-    jobs, findings = check_paths(opts.paths, opts.launcher)
+    jobs, findings = check_paths(opts.paths, opts.launcher, dict(opts.var_files))
+    if opts.pins:
+        for job in jobs:
+            print(json.dumps({"job": job.name, "pins": pins(job)}, sort_keys=True))
     for finding in findings:
         print(finding)
     names = ", ".join(f"{j.name} ({len(j.groups())} groups)" for j in jobs)

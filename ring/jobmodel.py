@@ -101,6 +101,25 @@ def parse_file(path: Path) -> Block:
     return _to_block("file", {**raw, _MARK: True}, [])
 
 
+def load_var_file(path: Path) -> dict[str, Any]:
+    """Read a ``-var-file`` (HCL attributes only, literal values) into a dict of overrides."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            raw = hcl2.load(handle, serialization_options=_OPTIONS)
+    except OSError as exc:
+        raise JobFileError(f"{path}: cannot read the variables file: {exc}") from exc
+    except Exception as exc:  # python-hcl2 raises lark errors of many kinds
+        raise JobFileError(f"{path}: does not parse as HCL2: {exc}") from exc
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key.startswith("__"):
+            continue
+        if _is_block(value) or (isinstance(value, list) and any(_is_block(v) for v in value)):
+            raise JobFileError(f"{path}: {key} is a block; a variables file holds only attributes")
+        values[key] = _render(value, {})
+    return values
+
+
 # -- evaluation ------------------------------------------------------------------------------
 
 def _render(value: Any, scope: Mapping[str, Any]) -> Any:

@@ -4,7 +4,10 @@
 # the ring, print the timings. Nothing here runs in CI (there is no Nomad there).
 #
 #   NOMAD_ADDR=https://server:4646 NOMAD_TOKEN=<management token> \
-#     scripts/acceptance.sh [--no-provision] [--vars ring.vars.hcl] [--kill-rank 1]
+#     scripts/acceptance.sh [--no-provision] [--vars FILE] [--kill-rank 1]
+#
+# The ring's variables are the file the playbook renders next to the inventory
+# ($(dirname $INVENTORY)/ring.vars.hcl); --vars names another rendered file.
 #
 # Needs: nomad CLI, curl, python3 (and the repo's .venv for the app's file mode, espeak-ng for
 # the question). The controller must reach the cluster addresses (API port of rank 0).
@@ -12,7 +15,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 PROVISION=1
-VARS=()
+RING_VARS=
 KILL_RANK=1
 INVENTORY=${INVENTORY:-inventory.yaml}
 HEAL_LIMIT=${HEAL_LIMIT:-90}
@@ -20,7 +23,7 @@ START_LIMIT=${START_LIMIT:-900}
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-provision) PROVISION=0 ;;
-    --vars) VARS=(-var-file="$2"); shift ;;
+    --vars) RING_VARS=$2; shift ;;
     --kill-rank) KILL_RANK=$2; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -31,6 +34,13 @@ die() { echo "acceptance: $*" >&2; exit 1; }
 say() { echo "== $*"; }
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+RING_VARS=${RING_VARS:-$(dirname "$INVENTORY")/ring.vars.hcl}
+need_ring_vars() {
+  [ -f "$RING_VARS" ] || die "$RING_VARS does not exist: run the playbook (it renders the ring's variables there)"
+  VARS=(-var-file="$RING_VARS")
+}
+# Without provisioning, the rendered file must already be there: say so before anything else.
+[ "$PROVISION" = 1 ] || need_ring_vars
 : "${NOMAD_ADDR:?set NOMAD_ADDR to the Nomad API of the cluster}"
 : "${NOMAD_TOKEN:?set NOMAD_TOKEN to a management token (setup applies ACL policies)}"
 command -v nomad >/dev/null || die "the nomad CLI is not on PATH"
@@ -47,8 +57,9 @@ if [ "$PROVISION" = 1 ]; then
   ansible-playbook -i "$INVENTORY" playbook.yaml
 fi
 
-say "check the jobs"
-"$PY" -m ring.jobcheck jobs/
+need_ring_vars
+say "check the jobs (ring variables: $RING_VARS)"
+"$PY" -m ring.jobcheck jobs/ --var-file "primacpp=$RING_VARS"
 nomad job validate "${VARS[@]}" jobs/primacpp.nomad.hcl
 nomad job validate jobs/pipecatapp.nomad.hcl
 

@@ -19,7 +19,8 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # --- system packages -------------------------------------------------------------------
 run_pkgs=(build-essential cmake git python3-venv python3-dev portaudio19-dev libsndfile1)
 test_pkgs=(espeak-ng sox libzmq3-dev fio debootstrap iproute2 openssh-server openssh-client
-  netcat-openbsd nftables gnupg unzip zip podman runc qemu-user chromium chromium-driver)
+  netcat-openbsd nftables gnupg unzip zip podman runc qemu-user chromium chromium-driver
+  shellcheck)
 pkgs=("${run_pkgs[@]}")
 [[ "$mode" == test ]] && pkgs+=("${test_pkgs[@]}")
 missing=()

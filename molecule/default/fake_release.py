@@ -67,7 +67,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif done.exists():
             code, out = 400, b"ACL bootstrap already done (reset index: 7)"
         else:
-            done.write_text("bootstrapped\n")
+            done.write_text(body.get("BootstrapSecret", "") + "\n")  # the test compares it
             code = 200
             token = {"SecretID": body.get("BootstrapSecret", ""), "Type": "management"}
             out = json.dumps(token).encode()

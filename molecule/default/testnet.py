@@ -11,6 +11,7 @@ mount namespace, so killing the namespace's processes is the whole clean-up.
     testnet.py rootfs                      build (once) and print the cached rootfs path
     testnet.py up --state DIR node1 ...    start the hosts, write DIR/inventory.json
     testnet.py serve --state DIR --root R  serve R over HTTP inside the hub namespace
+    testnet.py stranger                    a namespace on the test subnet that is no cluster host
     testnet.py down --state DIR            stop everything `up`/`serve` started
 
 Root only; stdlib only. Every command has a timeout.
@@ -303,6 +304,24 @@ def serve(state: Path, root: Path) -> None:
     raise SystemExit("the artifact HTTP server did not start within 15s")
 
 
+STRANGER = f"{PREFIX}-stranger"
+STRANGER_ADDR = f"{SUBNET}.251"
+
+
+def stranger() -> None:
+    """A fourth namespace on the hub's bridge, with an address that belongs to no cluster host:
+    what a laptop on the same LAN sees. Idempotent; `down` removes it with the others."""
+    if not ns_exists(STRANGER):
+        run("ip", "netns", "add", STRANGER)
+        run("ip", "link", "add", "eth0", "netns", STRANGER, "type", "veth", "peer", "name",
+            f"{PREFIX}vs", "netns", HUB)
+        run("ip", "-n", HUB, "link", "set", f"{PREFIX}vs", "master", "br0", "up")
+        run("ip", "-n", STRANGER, "link", "set", "lo", "up")
+        run("ip", "-n", STRANGER, "addr", "add", f"{STRANGER_ADDR}/24", "dev", "eth0")
+        run("ip", "-n", STRANGER, "link", "set", "eth0", "up")
+    print(json.dumps({"namespace": STRANGER, "address": STRANGER_ADDR}))
+
+
 def kill_namespace(ns: str) -> None:
     for _ in range(50):
         pids = [int(p) for p in run("ip", "netns", "pids", ns, check=False).split()]
@@ -338,6 +357,7 @@ def main() -> None:
     p_serve = sub.add_parser("serve")
     p_serve.add_argument("--state", type=Path, required=True)
     p_serve.add_argument("--root", type=Path, required=True)
+    sub.add_parser("stranger")
     p_down = sub.add_parser("down")
     p_down.add_argument("--state", type=Path, required=True)
     args = parser.parse_args()
@@ -349,6 +369,8 @@ def main() -> None:
         up(args.state, args.names)
     elif args.cmd == "serve":
         serve(args.state, args.root)
+    elif args.cmd == "stranger":
+        stranger()
     else:
         down(args.state)
 

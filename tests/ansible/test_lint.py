@@ -28,3 +28,24 @@ def test_playbook_syntax_check_passes(ansible_tools: SimpleNamespace) -> None:
     )
     assert result.returncode == 0, result.stdout[-6000:]
     assert "playbook: playbook.yaml" in result.stdout
+
+
+def test_shell_scripts_pass_shellcheck(ansible_tools: SimpleNamespace) -> None:
+    """scripts/*.sh (acceptance.sh reads the playbook's ring.vars.hcl) pass shellcheck."""
+    scripts = sorted(str(p.relative_to(ansible_tools.repo))
+                     for p in (ansible_tools.repo / "scripts").glob("*.sh"))
+    assert "scripts/acceptance.sh" in scripts
+    result = ansible_tools.run(["shellcheck", "--severity=style", *scripts], timeout=120)
+    assert result.returncode == 0, result.stdout[-6000:]
+
+
+def test_acceptance_uses_the_rendered_ring_variables(ansible_tools: SimpleNamespace) -> None:
+    """Without a rendered ring.vars.hcl next to the inventory, acceptance.sh stops and says
+    where the playbook puts it (before it touches any cluster)."""
+    result = ansible_tools.run(
+        ["bash", "scripts/acceptance.sh", "--no-provision"],
+        timeout=60,
+        env={"INVENTORY": "/nonexistent-dir/inventory.yaml"},
+    )
+    assert result.returncode == 1, result.stdout
+    assert "/nonexistent-dir/ring.vars.hcl does not exist: run the playbook" in result.stdout

@@ -1,6 +1,7 @@
-"""The nomad role where systemd runs: the unit starts, ACLs are bootstrapped once with the
-operator's secret, a second run changes nothing, and a configuration change goes through the
-validate handler and restarts the agent.
+"""The nomad role where systemd runs: the unit starts, ACLs are bootstrapped once with a secret
+the play generates (the operator gives none) and keeps on the controller, never printed; a
+second run changes nothing, and a configuration change goes through the validate handler and
+restarts the agent.
 
 The host is a podman container (runc) with systemd as PID 1 (molecule/default/podmanhost.py);
 the release comes from a local artifact directory (`nomad_artifact_dir`, the air-gapped path),
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.molecule, pytest.mark.timeout(1500)]
 
 SCENARIO = Path(__file__).resolve().parents[2] / "molecule" / "default"
 HOST = "pipecatapp-nomad-systemd"
-ACL_SECRET = "3f0c2a4e-9b1d-4c6e-8a7f-5d2b1e0c9a84"  # a test value, not a real token
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
 
 
@@ -79,7 +80,10 @@ def systemd_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 "nomad_advertise_address": "127.0.0.1",
                 # The container's hard open-file limit is 1024 (podmanhost.py).
                 "nomad_limit_nofile": 1024,
-                "nomad_acl_bootstrap_secret": ACL_SECRET,
+                # No nomad_acl_bootstrap_secret: the play generates one and keeps it here.
+                "nomad_acl_bootstrap_secret_file": str(work / "secrets" / "acl-bootstrap.secret"),
+                # The container has no network (--network=none): render the rules, load nothing.
+                "nomad_firewall_load": False,
             },
             "children": {
                 "nomad_servers": {"hosts": {HOST: None}},
@@ -123,11 +127,19 @@ def test_unit_starts_is_idempotent_and_restarts_on_change(
 ) -> None:
     first = converge(ansible_tools, systemd_host)
     assert changed(first) > 0
-    # ACL bootstrap against the running agent (the double answers it like Nomad: once).
+    # ACL bootstrap against the running agent (the double answers it like Nomad: once), with
+    # the secret the play generated and stored on the controller (0600 in a 0700 directory).
     assert re.search(
         r"TASK \[nomad : Bootstrap the ACL system[^\n]*\n(?:[^\n]*\n)??changed: ", first
     )
-    assert ACL_SECRET not in first
+    secret_file = systemd_host.parent / "secrets" / "acl-bootstrap.secret"
+    secret = secret_file.read_text().strip()
+    assert UUID.match(secret)
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert secret_file.parent.stat().st_mode & 0o777 == 0o700
+    bootstrapped_with = in_host("cat", "/opt/nomad/data/nomad_test_double.acl-bootstrapped")
+    assert bootstrapped_with == secret, "the agent was bootstrapped with another secret"
+    assert secret not in first, "the bootstrap secret appeared in the play's output"
     assert "nomad_service_manager resolved to 'none'" not in first
     assert in_host("systemctl", "is-active", "nomad") == "active"
     assert in_host("systemctl", "is-enabled", "nomad") == "enabled"
@@ -139,6 +151,8 @@ def test_unit_starts_is_idempotent_and_restarts_on_change(
     again = converge(ansible_tools, systemd_host)
     assert changed(again) == 0
     assert "TASK [nomad : Bootstrap the ACL system" in again  # ran, answered "already done"
+    assert secret_file.read_text().strip() == secret  # kept, not regenerated
+    assert secret not in again
     assert in_host("systemctl", "show", "-p", "MainPID", "--value", "nomad") == pid_before
 
     changed_config = converge(ansible_tools, systemd_host, "-e", "nomad_log_level=DEBUG")
@@ -150,3 +164,7 @@ def test_unit_starts_is_idempotent_and_restarts_on_change(
     pid_after = in_host("systemctl", "show", "-p", "MainPID", "--value", "nomad")
     assert pid_after not in ("0", pid_before)
     assert 'log_level  = "DEBUG"' in in_host("cat", "/etc/nomad.d/base.hcl")
+    assert secret not in changed_config
+    # The firewall rules are rendered (not loaded here): the Nomad ports, the node's address.
+    rules = in_host("cat", "/etc/nftables.d/nomad.nft")
+    assert "4646, 4647, 4648" in rules and "127.0.0.1" in rules

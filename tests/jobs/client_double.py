@@ -121,6 +121,7 @@ class Alloc:
     last_restart: str = ""
     generation: int = 0
     log_path: Path = field(default_factory=Path)
+    lost: bool = False  # its node went away: Nomad marks the allocation lost
 
     @property
     def name(self) -> str:
@@ -181,10 +182,12 @@ class NomadClientDouble:
             out = []
             for alloc in self.allocs.values():
                 status = "running" if alloc.state == "running" else "pending"
+                if alloc.lost:
+                    status = "lost"
                 out.append({
                     "ID": alloc.id, "JobID": self.job.name, "TaskGroup": alloc.name,
                     "Name": f"{self.job.name}.{alloc.name}[0]", "NodeName": alloc.placement.netns,
-                    "DesiredStatus": "run", "ClientStatus": status,
+                    "DesiredStatus": "stop" if alloc.lost else "run", "ClientStatus": status,
                     "CreateIndex": alloc.create_index,
                     "TaskStates": {alloc.task.name: {
                         "State": alloc.state, "Failed": alloc.failed, "Restarts": alloc.restarts,
@@ -203,7 +206,34 @@ class NomadClientDouble:
             ]
 
     def by_group(self, name: str) -> Alloc:
-        return next(a for a in self.allocs.values() if a.name == name)
+        """The group's newest allocation (a lost one is replaced when its node returns)."""
+        return max((a for a in self.allocs.values() if a.name == name),
+                   key=lambda a: a.create_index)
+
+    def node_away(self, group: str) -> Alloc:
+        """The node of ``group`` goes away (a laptop sleeps): its task dies with it, its
+        services vanish, and Nomad marks the allocation lost (no restart policy applies)."""
+        alloc = self.by_group(group)
+        self._log(f"node of {alloc.name} went away")
+        self._kill_task(alloc)
+        with self.lock:
+            alloc.lost = True
+            alloc.state = "dead"
+        return alloc
+
+    def node_back(self, group: str) -> Alloc:
+        """The node is back: Nomad places the pinned group there again, as a new allocation."""
+        with self.lock:
+            old = self.by_group(group)
+            assert old.lost, f"{group}'s node is not away"
+            new = Alloc(id=str(uuid.uuid4()), group=old.group, task=old.task,
+                        placement=old.placement, root=old.root,
+                        create_index=max(a.create_index for a in self.allocs.values()) + 1,
+                        log_path=old.log_path)
+            self.allocs[new.id] = new
+            self._log(f"node of {group} is back: new allocation {new.id[:8]}")
+            self._start_task(new)
+        return new
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -224,7 +254,7 @@ class NomadClientDouble:
         that is currently running is restarted (one waiting out its restart delay is not)."""
         with self.lock:
             alloc = self.allocs[alloc_id]
-            if alloc.state != "running":
+            if alloc.lost or alloc.state != "running":
                 self._log(f"restart requested for {alloc.name}: task not running, ignored")
                 return
         self._log(f"restart requested for {alloc.name}")
@@ -373,6 +403,8 @@ class NomadClientDouble:
             with self.lock:
                 for alloc in self.allocs.values():
                     proc = alloc.process
+                    if alloc.lost:
+                        continue
                     if alloc.state == "running" and proc is not None and proc.poll() is not None:
                         alloc.state = "pending"  # Nomad: waiting out the restart delay
                         alloc.failed = proc.returncode != 0

@@ -122,6 +122,8 @@ class FakeNomad:
         # POST /v1/client/allocation/:id/restart: answer at once, restart in the background.
         if ident not in self.client.allocs:
             return 404, "alloc not found"
+        if self.client.allocs[ident].lost:
+            return 500, "Unknown node: the allocation's node is down"
         self.restarts.append((ident, self.client.allocs[ident].name))
         threading.Thread(target=self.client.restart, args=(ident,), daemon=True).start()
         return 200, {}

@@ -40,7 +40,9 @@ def ring_overrides(engine: str, model: Path, bin_dir: Path, **extra: Any) -> dic
     """The -var overrides an operator would pass for this machine's three namespaced nodes."""
     overrides: dict[str, Any] = {
         "engine": engine,
-        "ranks": [{"node": f"node{i}", "layers": 10, "gpu_layers": 0} for i in range(WORLD)],
+        "ranks": [{"node": f"node{i}", "layers": 10, "gpu_layers": 0, "uid": 0, "gid": 0,
+                   "memory_mb": 2048}
+                  for i in range(WORLD)],
         "model_path": str(model),
         "launcher": str(LAUNCHER),
         "watchdog": str(WATCHDOG),

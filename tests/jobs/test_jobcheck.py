@@ -16,17 +16,41 @@ ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "jobs"
 RING = "primacpp.nomad.hcl"
 APP = "pipecatapp.nomad.hcl"
+EXAMPLE_VARS = JOBS / "ring.vars.example.hcl"
+VAR_FILES = {"primacpp": EXAMPLE_VARS}
 
 
 def test_project_jobs_pass_from_the_command_line():
-    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", "jobs/"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", "jobs/", "--var-file",
+                             f"primacpp={EXAMPLE_VARS}", "--pins"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "jobcheck: ok: pipecatapp (1 groups), primacpp (4 groups)" in result.stdout
+    assert ('{"job": "primacpp", "pins": {"rank-0": "node1", "rank-1": "node2", '
+            '"rank-2": "node3", "watchdog": "node1"}}') in result.stdout
+
+
+def test_ring_job_without_variables_refuses_and_says_where_the_rendered_file_is():
+    """No default points at nodes that do not exist: without the playbook's file the ring job
+    does not evaluate, and the message names the file and the command."""
+    with pytest.raises(JobFileError,
+                       match=r"No ranks given.*ring\.vars\.hcl next to your inventory"):
+        evaluate_job(JOBS / RING)
+    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", "jobs/"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "nomad job run -var-file=<inventory dir>/ring.vars.hcl" in result.stdout
+
+
+def test_a_var_file_for_a_job_that_is_not_checked_is_reported(tmp_path: Path):
+    _, findings = check_paths([JOBS / APP], var_files={"primacpp": EXAMPLE_VARS})
+    parse = [f for f in findings if f.rule == "parse"]
+    assert len(parse) == 1 and "not among the checked jobs" in parse[0].message
 
 
 def test_ring_job_has_one_pinned_group_per_rank():
-    ranks = [{"node": f"host-{i}", "layers": 8, "gpu_layers": 0} for i in range(4)]
+    ranks = [{"node": f"host-{i}", "layers": 8, "gpu_layers": 0, "uid": 990 + i, "gid": 980 + i,
+              "memory_mb": 300 + i} for i in range(4)]
     job = evaluate_job(JOBS / RING, {"ranks": ranks})
     groups = {g.name: g for g in job.groups()}
     assert sorted(groups) == ["rank-0", "rank-1", "rank-2", "rank-3", "watchdog"]
@@ -45,13 +69,28 @@ def test_ring_job_has_one_pinned_group_per_rank():
         data = task.child("template").attrs["data"]
         assert f"PRIMACPP_RANK={i}\n" in data and "PRIMACPP_LAYER_WINDOW=8,8,8,8\n" in data
         assert f'nomadService "primacpp-rank-{(i + 1) % 4}"' in data
+        assert task.child("resources").attrs["memory"] == 300 + i  # the rank's own limit
+        # Unprivileged: the engine runs as the primacpp user, which owns its secrets file.
+        assert task.attrs["user"] == "primacpp"
+        secret = next(t for t in task.children("template")
+                      if t.attrs["destination"] == "secrets/api-key")
+        assert (secret.attrs["uid"], secret.attrs["gid"], secret.attrs["perms"]) == (
+            990 + i, 980 + i, "0400")
+    watchdog = groups["watchdog"]
+    pin = watchdog.child("constraint")
+    assert (pin.attrs["attribute"], pin.attrs["value"]) == ("${node.unique.name}", "host-0")
+    task = watchdog.child("task")
+    secret = task.child("template")
+    assert task.attrs["user"] == "primacpp"
+    assert (secret.attrs["uid"], secret.attrs["gid"]) == (990, 980)
 
 
 def test_bad_variables_are_refused_with_their_message():
     with pytest.raises(JobFileError, match=r'engine.*must be "primacpp" or "rpc"'):
         evaluate_job(JOBS / RING, {"engine": "vllm"})
     with pytest.raises(JobFileError, match="between 2 and 32 ranks"):
-        evaluate_job(JOBS / RING, {"ranks": [{"node": "a", "layers": 30, "gpu_layers": 0}]})
+        evaluate_job(JOBS / RING, {"ranks": [{"node": "a", "layers": 30, "gpu_layers": 0,
+                                              "uid": 1, "gid": 1, "memory_mb": 512}]})
 
 
 def _planted(tmp_path: Path, file: str, old: str, new: str) -> Path:
@@ -91,11 +130,12 @@ MISTAKES = [
 @pytest.mark.parametrize(("rule", "file", "old", "new"), MISTAKES)
 def test_planted_mistake_is_caught(tmp_path: Path, rule: str, file: str, old: str, new: str):
     jobs = _planted(tmp_path, file, old, new)
-    _, findings = check_paths([jobs])
+    _, findings = check_paths([jobs], var_files=VAR_FILES)
     rules = {f.rule for f in findings}
     assert rule in rules, f"{rule} not reported; got {[str(f) for f in findings]}"
     assert rules == {rule}, f"unrelated findings: {[str(f) for f in findings]}"
-    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", str(jobs)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", str(jobs), "--var-file",
+                             f"primacpp={EXAMPLE_VARS}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert f"[{rule}]" in result.stdout
@@ -103,6 +143,6 @@ def test_planted_mistake_is_caught(tmp_path: Path, rule: str, file: str, old: st
 
 def test_launcher_settings_missing_in_the_job_is_named(tmp_path: Path):
     jobs = _planted(tmp_path, RING, "PRIMACPP_CTX_SIZE=${var.ctx_size}\n", "")
-    _, findings = check_paths([jobs])
+    _, findings = check_paths([jobs], var_files=VAR_FILES)
     assert [f.message for f in findings] == [
         "the launcher reads PRIMACPP_CTX_SIZE, which the job does not render"] * 3

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipecatapp.config import ENV_ALIASES, FOREIGN_ENV, load_config
-from ring.jobmodel import evaluate_job
+from ring.jobmodel import JobFileError, evaluate_job
 
 from .client_double import TemplateError, render_client_template
 
@@ -63,3 +63,13 @@ def test_no_ring_yet_renders_an_empty_url_so_the_app_asks_nomad():
     assert "PIPECATAPP_LLM_URL=\n" in rendered + "\n"
     with pytest.raises(TemplateError, match="does not exist"):
         render_client_template(str(template.attrs["data"]), services={}, env={}, variables={})
+
+
+def test_the_local_transport_is_refused_with_a_pointer_to_the_browser_client():
+    """Under Nomad the exec driver's chroot has no /dev/snd: the job refuses transport
+    "local" when it is evaluated (as `nomad job run -var transport=local` would) and says to
+    use the browser client; the job checker reports the same."""
+    with pytest.raises(JobFileError, match=r'transport = "local" cannot work under Nomad.*'
+                                           r'/dev/snd.*browser client.*webrtc'):
+        evaluate_job(JOB, {"transport": "local"})
+    assert evaluate_job(JOB).variables["transport"] == "webrtc"

@@ -193,3 +193,54 @@ def test_watchdog_restarts_the_whole_ring_when_any_rank_dies(
         assert run.fake.refused == []
         print(f"\n[{name}, watchdog every {interval}s] recovery after kill -9 (kill to first "
               f"answer): {', '.join(figures)}")
+
+
+# How long the node stays away; the issue's scenario is a laptop asleep for 5 minutes.
+AWAY_S = float(os.environ.get("PIPECATAPP_RING_AWAY_S", "300"))
+
+
+@pytest.mark.timeout(AWAY_S + 900)
+def test_watchdog_waits_for_a_node_that_went_away_and_heals_when_it_returns(
+    engine: tuple[str, Path], smollm2: Path, tmp_path: Path
+):
+    """Rank 2's node goes away (the client double kills its task and marks the allocation
+    lost, like Nomad when a node stops heartbeating) for AWAY_S seconds, then comes back (Nomad
+    places the pinned group there again). While it is away the watchdog restarts nothing and
+    its log shows no backoff; after the return the ring answers within 90 s."""
+    name, bin_dir = engine
+    with ring(name, smollm2, bin_dir, tmp_path, watchdog=True, subnet="10.231.79",
+              watchdog_interval=5, probe_timeout=10, load_grace=60, return_grace=20) as run:
+        try:
+            run.wait_answering(240)
+        except TimeoutError:
+            pytest.fail(f"ring never answered\n{run.logs()}")
+        watchdog_log = run.client.by_group("watchdog").log_path
+        deadline = time.monotonic() + 60
+        while "ring answers" not in watchdog_log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, f"watchdog never saw the ring\n{run.logs()}"
+            time.sleep(0.5)
+        assert run.fake.restarts == [], "the watchdog restarted a healthy ring"
+
+        seen = len(watchdog_log.read_text(errors="replace"))
+        run.client.node_away("rank-2")
+        time.sleep(AWAY_S)
+        away_log = watchdog_log.read_text(errors="replace")[seen:]
+        assert run.fake.restarts == [], f"restarts while the node was away\n{away_log}"
+        assert "waiting for Nomad to place them again" in away_log, away_log
+        assert "backoff" not in away_log, away_log
+        assert "restarting all" not in away_log, away_log
+
+        seen = len(watchdog_log.read_text(errors="replace"))
+        run.client.node_back("rank-2")
+        back = time.monotonic()
+        try:
+            run.wait_answering(RECOVERY_LIMIT_S)
+        except TimeoutError:
+            pytest.fail(f"no answer within {RECOVERY_LIMIT_S}s of the node's return\n"
+                        f"{watchdog_log.read_text()[seen:]}\n{run.logs()}")
+        healed = time.monotonic() - back
+        assert healed <= RECOVERY_LIMIT_S
+        assert run.fake.refused == []
+        print(f"\n[{name}] node away {AWAY_S:.0f}s: no restart, no backoff; ring answers "
+              f"{healed:.1f}s after the node's return (limit {RECOVERY_LIMIT_S:.0f}s); "
+              f"restarts after the return: {len(run.fake.restarts)}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ring.jobmodel import evaluate_job
+from ring.jobmodel import evaluate_job, load_var_file
 from ring.scripts import WATCHDOG, load_script
 
 from .client_double import NomadClientDouble
@@ -128,6 +128,69 @@ def test_restarts_that_do_not_heal_back_off_exponentially():
     assert doc.observe(dead, wd.PROBE_SKIPPED, 1305.0) is not None
 
 
+def test_a_rank_whose_node_is_away_is_waited_for_without_backoff_then_healed_on_return():
+    """Rank 2's node goes away for 5 minutes (simulated clock, one check every 10 s): Nomad
+    marks its allocation lost, the others keep running. The watchdog restarts nothing and its
+    backoff does not grow while the node is away; when Nomad places rank 2 again, the whole
+    ring is restarted at once (a returning rank cannot join the running ones), and the ring
+    answers well within 90 s of the node's return."""
+    doc = doctor(load_grace=300.0, max_backoff=900.0)
+    assert doc.observe(view(*HEALTHY), wd.PROBE_OK, 0.0) is None
+    # Before Nomad notices the node is gone, its allocation still reads "running": the probe
+    # fails and the ring is restarted once (the restart of rank 2 cannot reach its node).
+    reasons, notes, t = [], [], 10.0
+    while not reasons:
+        reason = doc.observe(view(*HEALTHY), wd.PROBE_FAILED, t)
+        notes += doc.notes
+        if reason:
+            reasons.append(reason)
+            doc.restarted(t)
+        t += 10.0
+    assert doc.restarts_without_heal == 1
+    lost = alloc(2, client="lost") | {"DesiredStatus": "stop"}
+    away_view = view(alloc(0, restarts=1), alloc(1, restarts=1), lost)
+    gone_at, restarts_while_away = t, []
+    while t < gone_at + 300.0:
+        if doc.observe(away_view, wd.PROBE_SKIPPED, t):
+            restarts_while_away.append(t)
+        notes += doc.notes
+        assert doc.restarts_without_heal == 0 and doc.restart_allowed_at() == 0.0
+        t += 10.0
+    assert restarts_while_away == []
+    assert not any("backoff" in n and "next restart" in n for n in notes), notes
+    assert any("waiting for Nomad to place them again" in n for n in notes)
+    assert any("backoff of 1 restart(s) dropped" in n for n in notes)
+    # The node is back: Nomad places rank 2 (a new allocation). The ring gets the short return
+    # grace to form by itself (here it does not), then it is restarted as a whole.
+    back_at = t
+    returned = view(alloc(0, restarts=1), alloc(1, restarts=1), alloc(2, ident="alloc-2b"))
+    restart_at = None
+    while restart_at is None:
+        if doc.observe(returned, wd.PROBE_FAILED, t):
+            restart_at = t
+            doc.restarted(t)
+        t += 10.0
+    assert restart_at - back_at <= 50.0  # the 30 s return grace, then two failed checks
+    # Every rank restarted together: a new generation that loads, then answers.
+    fresh = view(*(alloc(r, ident=f"gen2-{r}") for r in range(3)))
+    assert doc.observe(fresh, wd.PROBE_LOADING, t) is None
+    assert doc.observe(fresh, wd.PROBE_OK, t + 10.0) is None
+    assert doc.loaded and doc.restarts_without_heal == 0
+    assert restart_at + 10.0 - back_at < 90.0
+
+
+def test_a_rank_away_while_another_waits_for_it_is_still_waited_for():
+    """Rank 2's node is away and rank 0's task is not running either (it lost its peer):
+    restarting the ring cannot help while rank 2 has nowhere to run, so nothing is restarted."""
+    doc = doctor(fail_threshold=1)
+    doc.observe(view(*HEALTHY), wd.PROBE_OK, 0.0)
+    lost = alloc(2, client="lost") | {"DesiredStatus": "stop"}
+    both = view(alloc(0, state="pending", restarts=3), alloc(1), lost)
+    for second in range(10, 400, 10):
+        assert doc.observe(both, wd.PROBE_SKIPPED, float(second)) is None
+    assert doc.restarts_without_heal == 0
+
+
 def test_bad_arguments_are_refused(tmp_path: Path):
     result = subprocess.run([sys.executable, str(WATCHDOG), "--interval", "0",
                              "--nomad-addr", "127.0.0.1:4646"],
@@ -139,7 +202,7 @@ def test_bad_arguments_are_refused(tmp_path: Path):
 
 @pytest.fixture
 def fake_api(tmp_path: Path):
-    job = evaluate_job(JOB_FILE)
+    job = evaluate_job(JOB_FILE, load_var_file(JOB_FILE.parent / "ring.vars.example.hcl"))
     client = NomadClientDouble(job, {}, tmp_path, variables={}, groups=[])
     fake = FakeNomad(client, token="right-token-0123456789")
     thread = threading.Thread(target=fake.serve, daemon=True)
@@ -168,7 +231,7 @@ def test_with_the_right_token_it_reads_only_what_its_policy_allows(fake_api: Fak
          "--job", "primacpp"], env={"NOMAD_TOKEN": fake_api.token},
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    # No allocation at all: every rank is reported, nothing is restarted on one check.
-    assert "rank 0: no live allocation; rank 1: no live allocation" in result.stderr
+    # No allocation at all: every rank is waited for (no node to run them), nothing restarted.
+    assert "rank(s) [0, 1, 2] have no live allocation (node away?)" in result.stderr
     assert fake_api.calls == [("GET", "/v1/job/primacpp"), ("GET", "/v1/job/primacpp/allocations")]
     assert fake_api.refused == [] and fake_api.restarts == []
