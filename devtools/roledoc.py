@@ -86,7 +86,7 @@ def _default(spec: Mapping[str, Any]) -> str:
         return "**required**"
     known, value = spec_default(spec)
     if not known:
-        return "*computed*"
+        return "*see meaning*"
     return f"`{_cell(_inline(value))}`"
 
 
