@@ -10,6 +10,7 @@ in ``roles/<role>/README.md`` between the two marker lines below is generated fr
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ BEGIN = (
 END = "<!-- END ROLE VARIABLES -->"
 REGENERATE = "python -m devtools.roledoc"
 ROOT = Path(__file__).resolve().parent.parent
+JINJA = re.compile(r"[^\s(]*\{\{.*?\}\}[^\s)]*")
 
 
 class RoleDocError(Exception):
@@ -38,11 +40,22 @@ def _inline(value: Any) -> str:
     return text.removesuffix("\n...").removesuffix("...").strip()
 
 
+def _as_code(match: re.Match[str]) -> str:
+    """A Jinja expression (with the path around it) as code; sentence punctuation after it
+    stays outside."""
+    text = match.group(0)
+    ends_sentence = text[-1] in ",;:" or (text[-1] == "." and text[-2] not in "./")
+    body, tail = (text[:-1], text[-1]) if ends_sentence else (text, "")
+    return f"`{body}`{tail}"
+
+
 def _cell(text: str) -> str:
-    """One table cell: one line, ``|`` escaped, ``<``/``>`` escaped outside code spans."""
+    """One table cell: one line, ``|`` escaped; outside code spans ``<``/``>`` escaped and
+    Jinja expressions shown as code."""
     pieces = " ".join(text.split()).replace("|", "\\|").split("`")
     for i in range(0, len(pieces), 2):  # even pieces lie outside backticks
-        pieces[i] = pieces[i].replace("<", "&lt;").replace(">", "&gt;")
+        plain = pieces[i].replace("<", "&lt;").replace(">", "&gt;")
+        pieces[i] = JINJA.sub(_as_code, plain)
     return "`".join(pieces)
 
 

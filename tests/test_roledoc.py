@@ -90,6 +90,8 @@ def test_table_cells() -> None:
         "x_ports": {"type": "dict", "description": "Ports.",
                     "options": {"http": {"type": "int", "default": 1}}},
         "x_mode": {"type": "str", "choices": ["a", "b"], "description": "Mode."},
+        "x_dir": {"type": "str", "description": "Default: {{ role_path }}/../.."},
+        "x_bin": {"type": "str", "description": "Default: {{ x_home }}/bin."},
     })
     rows = table.splitlines()[2:]
     assert rows[0] == "| `x_list` | list of str | `[a, b]` | Two lines. |"
@@ -98,3 +100,5 @@ def test_table_cells() -> None:
     assert rows[2] == "| `x_rank` | int | **required** | Rank. |"
     assert rows[3] == "| `x_ports` | dict | `{http: 1}` | Ports. Keys: `http`. |"
     assert rows[4] == "| `x_mode` | str | *see meaning* | Mode. One of `a`, `b`. |"
+    assert rows[5] == "| `x_dir` | str | *see meaning* | Default: `{{ role_path }}/../..` |"
+    assert rows[6] == "| `x_bin` | str | *see meaning* | Default: `{{ x_home }}/bin`. |"
