@@ -48,7 +48,7 @@ if [ "$PROVISION" = 1 ]; then
 fi
 
 say "check the jobs"
-"$PY" -m ring.jobcheck jobs/
+"$PY" -m jobcheck.check jobs/
 nomad job validate "${VARS[@]}" jobs/primacpp.nomad.hcl
 nomad job validate jobs/pipecatapp.nomad.hcl
 

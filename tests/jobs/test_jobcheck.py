@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ring.jobcheck import check_paths
-from ring.jobmodel import JobFileError, evaluate_job
+from jobcheck.check import check_paths
+from jobcheck.jobmodel import JobFileError, evaluate_job
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "jobs"
@@ -19,7 +19,7 @@ APP = "pipecatapp.nomad.hcl"
 
 
 def test_project_jobs_pass_from_the_command_line():
-    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", "jobs/"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "jobcheck.check", "jobs/"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "jobcheck: ok: pipecatapp (1 groups), primacpp (4 groups)" in result.stdout
@@ -95,7 +95,7 @@ def test_planted_mistake_is_caught(tmp_path: Path, rule: str, file: str, old: st
     rules = {f.rule for f in findings}
     assert rule in rules, f"{rule} not reported; got {[str(f) for f in findings]}"
     assert rules == {rule}, f"unrelated findings: {[str(f) for f in findings]}"
-    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", str(jobs)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "jobcheck.check", str(jobs)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert f"[{rule}]" in result.stdout

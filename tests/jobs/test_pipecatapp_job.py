@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from jobcheck.jobmodel import evaluate_job
 from pipecatapp.config import ENV_ALIASES, FOREIGN_ENV, load_config
-from ring.jobmodel import evaluate_job
 
 from .client_double import TemplateError, render_client_template
 
