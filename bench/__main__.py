@@ -16,8 +16,8 @@ from pathlib import Path
 
 from bench import llm
 from bench.common import Table, loadavg, machine, stamp
+from devtools.tinygguf import write_tiny_gguf
 from pipecatapp.embedded.models import cache_dir, smollm2_gguf
-from pipecatapp.embedded.tinygguf import write_tiny_gguf
 from pipecatapp.errors import ConfigError, EngineUnavailable
 
 RESULTS = Path(__file__).resolve().parent / "results"

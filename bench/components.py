@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import Table, fmt, median
+from devtools.utterances import espeak_wav, word_errors
 from pipecatapp.embedded import models
-from pipecatapp.embedded.utterances import espeak_wav, word_errors
 
 UTTERANCES = (
     "What is the capital of France?",

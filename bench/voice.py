@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import Table, fmt, median, percentile
+from devtools.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav, words
 from pipecatapp.embedded.server import LlamaServer
-from pipecatapp.embedded.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav, words
 from pipecatapp.errors import ConfigError
 
 QUESTIONS = (

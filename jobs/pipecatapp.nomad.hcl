@@ -42,7 +42,7 @@ variable "transport" {
 
   validation {
     condition     = var.transport != "local"
-    error_message = "transport = \"local\" cannot work under Nomad: the exec driver's chroot has no /dev/snd, so the app would find no microphone. Use the browser client instead (transport \"webrtc\", the default: open http://<audio node>:7860 from a phone or laptop on the LAN), or run `python -m pipecatapp --transport local` on the audio node outside Nomad."
+    error_message = "transport = \"local\" cannot work under Nomad: the exec driver's chroot has no /dev/snd, so the app would find no microphone. Use the browser client instead (transport \"webrtc\", the default: open https://<audio node>:7860 from a phone or laptop on the LAN), or run `python -m pipecatapp --transport local` on the audio node outside Nomad."
   }
 }
 
@@ -50,6 +50,12 @@ variable "webrtc_port" {
   type        = number
   description = "Port of the app's WebRTC page and signalling."
   default     = 7860
+}
+
+variable "https" {
+  type        = bool
+  description = "Serve the voice page over HTTPS with a self-signed certificate the app makes for the node's names and addresses (browsers give the microphone to a page from another device only over HTTPS). Set false behind your own TLS proxy."
+  default     = true
 }
 
 variable "webrtc_host" {
@@ -139,6 +145,9 @@ job "pipecatapp" {
       env {
         NOMAD_ADDR             = var.nomad_addr
         PIPECATAPP_LLM_SERVICE = var.llm_service
+        PIPECATAPP_WEBRTC_HTTPS = var.https ? "true" : "false"
+        # The self-signed certificate is made once per allocation and kept in its data dir.
+        PIPECATAPP_CACHE_DIR = "${NOMAD_ALLOC_DIR}/data/pipecatapp"
       }
 
       # The LLM's URL from Nomad's service registry, and the API key from Nomad Variables;

@@ -59,7 +59,7 @@ fi
 
 need_ring_vars
 say "check the jobs (ring variables: $RING_VARS)"
-"$PY" -m ring.jobcheck jobs/ --var-file "primacpp=$RING_VARS"
+"$PY" -m jobcheck.check jobs/ --var-file "primacpp=$RING_VARS"
 nomad job validate "${VARS[@]}" jobs/primacpp.nomad.hcl
 nomad job validate jobs/pipecatapp.nomad.hcl
 

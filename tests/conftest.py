@@ -12,9 +12,10 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from pipecatapp.embedded import models, utterances
+from devtools import utterances
+from devtools.tinygguf import write_tiny_gguf
+from pipecatapp.embedded import models
 from pipecatapp.embedded.server import LlamaServer, llama_bin_dir
-from pipecatapp.embedded.tinygguf import write_tiny_gguf
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ by exact string.
 
 from __future__ import annotations
 
-from pipecatapp.embedded.utterances import word_errors, words
+from devtools.utterances import word_errors, words
 
 __all__ = ["close_enough", "word_errors", "words"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ring.jobmodel import JobFileError, evaluate_job, load_var_file
+from jobcheck.jobmodel import JobFileError, evaluate_job, load_var_file
 
 TOKEN = "0f4c8a52-7d1e-4b9a-8c3f-2e6d5a7b9c10"  # a test value, not a real token
 
@@ -28,7 +28,7 @@ class FakeNomadDeploy:
     It answers on loopback GET /v1/status/leader, GET/PUT /v1/var/:path, GET/POST
     /v1/acl/policy/:name, POST /v1/jobs/parse and POST /v1/jobs; requires the management
     token; keeps what it was given; and evaluates submitted job files with the project's own
-    HCL evaluator (ring.jobmodel) and the Variables text sent with them, as `nomad job run
+    HCL evaluator (jobcheck.jobmodel) and the Variables text sent with them, as `nomad job run
     -var-file` would, so a wrong variables file is refused as Nomad refuses it.
     """
 

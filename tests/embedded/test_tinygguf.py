@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gguf
 
-from pipecatapp.embedded.tinygguf import CHATML_TEMPLATE, write_tiny_gguf
+from devtools.tinygguf import CHATML_TEMPLATE, write_tiny_gguf
 
 
 def test_same_seed_same_bytes_other_seed_other_weights(tmp_path: Path) -> None:

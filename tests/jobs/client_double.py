@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ring.jobmodel import Block, Job
+from jobcheck.jobmodel import Block, Job
 
 _GO = re.compile(r"\{\{.*?\}\}", re.S)
 _SERVICE_WITH = re.compile(

@@ -1,6 +1,6 @@
 """A three-rank ring from jobs/primacpp.nomad.hcl on namespaced hosts of this machine.
 
-The job is evaluated like ``nomad job run -var ...`` (ring.jobmodel), each rank group runs in
+The job is evaluated like ``nomad job run -var ...`` (jobcheck.jobmodel), each rank group runs in
 its own network namespace through the Nomad client double, with the launcher the job names
 (the repository's file, run by the system Python: it must be stdlib-only) and the exact
 arguments and rendered settings the job gives it. The watchdog group runs in the hub
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ring.jobmodel import Block, Job, evaluate_job
+from jobcheck.jobmodel import Block, Job, evaluate_job
 
 from .client_double import NomadClientDouble, Placement
 from .fake_nomad import FakeNomad

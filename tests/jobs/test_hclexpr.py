@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ring.hclexpr import HclEvalError, evaluate, render_string
+from jobcheck.hclexpr import HclEvalError, evaluate, render_string
 
 RANKS = [{"node": "a", "layers": 10}, {"node": "b", "layers": 12}, {"node": "c", "layers": 8}]
 SCOPE = {"var": {"ranks": RANKS, "engine": "rpc", "port": 9000}, "group": {"key": 2}}

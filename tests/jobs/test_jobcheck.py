@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ring.jobcheck import check_paths
-from ring.jobmodel import JobFileError, evaluate_job
+from jobcheck.check import check_paths
+from jobcheck.jobmodel import JobFileError, evaluate_job
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "jobs"
@@ -21,7 +21,7 @@ VAR_FILES = {"primacpp": EXAMPLE_VARS}
 
 
 def test_project_jobs_pass_from_the_command_line():
-    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", "jobs/", "--var-file",
+    result = subprocess.run([sys.executable, "-m", "jobcheck.check", "jobs/", "--var-file",
                              f"primacpp={EXAMPLE_VARS}", "--pins"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -36,7 +36,7 @@ def test_ring_job_without_variables_refuses_and_says_where_the_rendered_file_is(
     with pytest.raises(JobFileError,
                        match=r"No ranks given.*ring\.vars\.hcl next to your inventory"):
         evaluate_job(JOBS / RING)
-    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", "jobs/"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "jobcheck.check", "jobs/"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "nomad job run -var-file=<inventory dir>/ring.vars.hcl" in result.stdout
@@ -134,7 +134,7 @@ def test_planted_mistake_is_caught(tmp_path: Path, rule: str, file: str, old: st
     rules = {f.rule for f in findings}
     assert rule in rules, f"{rule} not reported; got {[str(f) for f in findings]}"
     assert rules == {rule}, f"unrelated findings: {[str(f) for f in findings]}"
-    result = subprocess.run([sys.executable, "-m", "ring.jobcheck", str(jobs), "--var-file",
+    result = subprocess.run([sys.executable, "-m", "jobcheck.check", str(jobs), "--var-file",
                              f"primacpp={EXAMPLE_VARS}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1

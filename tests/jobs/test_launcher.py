@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from jobcheck.scripts import LAUNCHER, load_script
 from pipecatapp.embedded.server import free_port, llama_bin_dir
-from ring.scripts import LAUNCHER, load_script
 
 from .ring_harness import SYSTEM_PYTHON
 

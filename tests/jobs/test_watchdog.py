@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from ring.jobmodel import evaluate_job, load_var_file
-from ring.scripts import WATCHDOG, load_script
+from jobcheck.jobmodel import evaluate_job, load_var_file
+from jobcheck.scripts import WATCHDOG, load_script
 
 from .client_double import NomadClientDouble
 from .fake_nomad import FakeNomad

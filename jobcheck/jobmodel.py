@@ -3,7 +3,7 @@
 Nomad handles a job file in two stages: the HCL2 layer (variables, locals, ``${...}``,
 ``dynamic`` blocks) is evaluated when the job is submitted; the Consul-template text in
 ``template`` blocks (``{{ ... }}``) is rendered later on the client. This module does the
-first stage with python-hcl2 and :mod:`ring.hclexpr`, so the job check and the tests look
+first stage with python-hcl2 and :mod:`jobcheck.hclexpr`, so the job check and the tests look
 at the same groups, services and template text Nomad would (docs:
 https://developer.hashicorp.com/nomad/docs/job-specification/hcl2/variables and
 https://developer.hashicorp.com/nomad/docs/job-specification/hcl2/expressions).
@@ -19,7 +19,7 @@ from typing import Any
 import hcl2
 from hcl2 import SerializationOptions
 
-from ring.hclexpr import HclEvalError, render_string
+from jobcheck.hclexpr import HclEvalError, render_string
 
 _OPTIONS = SerializationOptions(
     strip_string_quotes=True, preserve_heredocs=False, explicit_blocks=True

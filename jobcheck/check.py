@@ -1,9 +1,9 @@
 """Check the project's Nomad jobs without Nomad:
-``python -m ring.jobcheck jobs/ --var-file primacpp=ring.vars.hcl`` (the ring job needs the
+``python -m jobcheck.check jobs/ --var-file primacpp=ring.vars.hcl`` (the ring job needs the
 variables file the playbook renders; ``jobs/ring.vars.example.hcl`` is the example inventory's).
 
 Every ``*.nomad.hcl`` file must parse (python-hcl2) and evaluate with its defaults
-(:mod:`ring.jobmodel`), then pass a short list of rules. Each rule is traceable to Nomad's
+(:mod:`jobcheck.jobmodel`), then pass a short list of rules. Each rule is traceable to Nomad's
 documentation (or says it is a project rule), because hand-written rules drift from Nomad:
 keep them few. ``nomad job validate`` on a real cluster remains the authority
 (scripts/acceptance.sh runs it).
@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ring.jobmodel import Block, Job, JobFileError, evaluate_job, load_var_file, parse_file
-from ring.scripts import LAUNCHER, load_script
+from jobcheck.jobmodel import Block, Job, JobFileError, evaluate_job, load_var_file, parse_file
+from jobcheck.scripts import LAUNCHER, load_script
 
 LAUNCHER_NAME = "primacpp-ring-launch"
 DEFAULT_LAUNCHER = LAUNCHER
@@ -292,7 +292,7 @@ def _var_file_arg(text: str) -> tuple[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ring.jobcheck", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m jobcheck.check", description=__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="job files or directories")
     parser.add_argument("--launcher", type=Path, default=DEFAULT_LAUNCHER,
                         help="the ring launcher whose settings the jobs must render")

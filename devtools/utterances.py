@@ -6,7 +6,8 @@ bot's Piper voice) and sox. The default voice and rate were chosen by transcribi
 Whisper base: ``en-us+m7`` at 125 words/min is heard word for word (greedy and beam 5) for
 "What is the capital of France?", "Who wrote Romeo and Juliet?", "What is the largest planet
 in our solar system?", "How many legs does a spider have?" and "Stop.", where plain ``en-us``
-at 160 is heard as "What is the capital and friends?". See the README (Embedded defaults).
+at 160 is heard as "What is the capital and friends?". See CONTRIBUTING.md (Test fixtures
+and the test voice).
 """
 
 from __future__ import annotations
