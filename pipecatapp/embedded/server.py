@@ -48,8 +48,8 @@ def llama_bin_dir(*, build: bool = True) -> Path:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise ConfigError("LLAMA_SERVER_BIN", f"{path} is not an executable llama-server")
         return path.parent
-    build = f"{LLAMA_CPP_VERSION}-portable-{platform.machine()}"
-    cached = cache_dir() / "llama.cpp" / build / "bin"
+    key = f"{LLAMA_CPP_VERSION}-portable-{platform.machine()}"
+    cached = cache_dir() / "llama.cpp" / key / "bin"
     if (cached / "llama-server").is_file() and (cached / ".build-stamp").is_file():
         return cached
     if not build:
