@@ -76,7 +76,7 @@ class Engines:
             timeline.llm_failed(reason)
             timeline.apology()
 
-        self.apology = ApologyPlayer(audio, rate, on_apology=on_apology)
+        self.apology = ApologyPlayer(audio, rate, text=cfg.tts.apology, on_apology=on_apology)
 
 
 def _messages(context: LLMContext) -> list[dict[str, str]]:

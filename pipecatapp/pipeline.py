@@ -35,6 +35,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from pipecatapp.config import AppConfig
 from pipecatapp.halfduplex import HalfDuplexGate
+from pipecatapp.spoken_text import SpokenTextObserver
 from pipecatapp.timeline import AppClock, Timeline, TimelineObserver
 from pipecatapp.turnstop import SentenceEndUserTurnStopStrategy
 
@@ -92,6 +93,7 @@ def build_worker(
     context = context if context is not None else LLMContext()
     aggregators = LLMContextAggregatorPair(context, user_params=user_params(cfg))
     gate = [HalfDuplexGate()] if cfg.turn.half_duplex else []
+    output = transport.output()
     pipeline = Pipeline(
         [
             transport.input(),
@@ -101,7 +103,7 @@ def build_worker(
             llm,
             tts,
             apology,
-            transport.output(),
+            output,
             aggregators.assistant(),
         ]
     )
@@ -119,7 +121,7 @@ def build_worker(
             enable_metrics=True,
             enable_usage_metrics=True,
         ),
-        observers=[TimelineObserver(timeline), latency],
+        observers=[TimelineObserver(timeline), SpokenTextObserver(timeline, output), latency],
         clock=clock,
         idle_timeout_secs=None,
         enable_rtvi=rtvi,

@@ -18,6 +18,7 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
     TTSStartedFrame,
     TTSStoppedFrame,
+    TTSTextFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
@@ -37,11 +38,13 @@ class ApologyPlayer(FrameProcessor):
         audio: bytes,
         sample_rate: int,
         *,
+        text: str = "",
         on_apology: Callable[[str], None] | None = None,
         chunk_ms: int = 40,
     ) -> None:
         super().__init__()
         self._audio = audio
+        self._text = text
         self._sample_rate = sample_rate
         self._on_apology = on_apology
         self._chunk = max(2, int(sample_rate * chunk_ms / 1000) * 2)
@@ -67,4 +70,10 @@ class ApologyPlayer(FrameProcessor):
                     context_id=context_id,
                 )
             )
+        if self._text:
+            # Queued behind the audio like a TTS service's text: the timeline records it as
+            # spoken once played; it is not part of the conversation the LLM sees.
+            spoken = TTSTextFrame(self._text, text_type="sentence", context_id=context_id)
+            spoken.append_to_context = False
+            await self.push_frame(spoken)
         await self.push_frame(TTSStoppedFrame(context_id=context_id))

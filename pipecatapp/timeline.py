@@ -75,6 +75,8 @@ class Turn:
     llm_first_token: float | None = None
     llm_end: float | None = None
     llm_chars: int = 0
+    reply: str = ""  # what the LLM generated for this turn
+    spoken: list[str] = field(default_factory=list)  # what the output really played
     llm_error: str | None = None
     tts_first_audio: float | None = None
     bot_audio_start: float | None = None
@@ -109,6 +111,8 @@ class Turn:
             "llm_first_token": r(self.llm_first_token),
             "llm_end": r(self.llm_end),
             "llm_chars": self.llm_chars,
+            "reply": self.reply.strip(),
+            "spoken": " ".join(t.strip() for t in self.spoken if t.strip()),
             "llm_error": self.llm_error,
             "tts_first_audio": r(self.tts_first_audio),
             "bot_audio_start": r(self.bot_audio_start),
@@ -227,6 +231,14 @@ class Timeline:
         self._speaking = None
         self._maybe_finish(turn)
 
+    def spoken_text(self, text: str, t: float | None = None) -> None:
+        """The output played ``text`` (a sentence of bot speech, pushed after its audio)."""
+        turn = self._speaking or self._current
+        if turn is None:
+            return
+        turn.spoken.append(text)
+        self.write("bot_spoken", t=t, turn=turn.index, text=text.strip())
+
     def apology(self) -> None:
         turn = self._current or self._new_turn()
         turn.apology = True
@@ -281,6 +293,7 @@ class Timeline:
                     turn.llm_first_token = t
                     self.write("llm_first_token", t=t, turn=turn.index)
                 turn.llm_chars += len(frame.text)
+                turn.reply += frame.text
         elif isinstance(frame, LLMFullResponseEndFrame):
             turn = self._current
             if turn is not None:

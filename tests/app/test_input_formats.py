@@ -86,6 +86,9 @@ def test_file_mode_hears_each_format(name, question, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     heard = " ".join(e["text"] for e in events(timeline) if e["event"] == "stt_final").lower()
     assert "capital" in heard and "france" in heard, f"{name}: heard {heard!r}"
+    # The closed LLM port costs the turn an apology, which the record shows as spoken.
+    (turn,) = [e for e in events(timeline) if e["event"] == "turn"]
+    assert turn["apology"] and turn["spoken"].startswith("Sorry"), turn
 
 
 def _cli_error(*args: str, prefix: tuple[str, ...] = ()) -> str:
