@@ -14,8 +14,9 @@ from pipecat.workers.runner import WorkerRunner
 from pipecatapp.config import AppConfig
 from pipecatapp.discovery import nomad_llm_url
 from pipecatapp.errors import EngineUnavailable, redact
+from pipecatapp.not_understood import SayNotUnderstoodFrame
 from pipecatapp.pipeline import build_worker
-from pipecatapp.resilience import ApologyPlayer
+from pipecatapp.resilience import ApologyPlayer, CannedSpeechPlayer
 from pipecatapp.services import factory
 from pipecatapp.timeline import AppClock, Timeline
 
@@ -77,6 +78,11 @@ class Engines:
             timeline.apology()
 
         self.apology = ApologyPlayer(audio, rate, text=cfg.tts.apology, on_apology=on_apology)
+        sorry, sorry_rate = factory.render_not_understood(cfg, self.tts)
+        self.not_understood = CannedSpeechPlayer(
+            SayNotUnderstoodFrame, sorry, sorry_rate, text=factory.not_understood_text(cfg),
+            on_play=lambda f: timeline.not_understood_reply(f.reason, bool(sorry)),
+        )
 
 
 def _messages(context: LLMContext) -> list[dict[str, str]]:
@@ -109,6 +115,7 @@ async def run_session(
             llm=engines.llm,
             tts=engines.tts,
             apology=engines.apology,
+            not_understood=engines.not_understood,
             clock=clock,
             timeline=timeline,
             context=context,

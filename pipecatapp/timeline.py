@@ -37,6 +37,7 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
 from pipecatapp.errors import redact
+from pipecatapp.not_understood import SpeechNotUnderstoodFrame
 
 
 class AppClock(BaseClock):
@@ -87,6 +88,8 @@ class Turn:
     barge_in_onset: float | None = None
     pipecat_latency: float | None = None
     llm_started: bool = False
+    not_understood: str | None = None  # no_transcript / low_confidence / noise
+    closed: bool = False  # the user's turn is over without an LLM answer (not understood)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -118,6 +121,7 @@ class Turn:
             "bot_audio_start": r(self.bot_audio_start),
             "bot_audio_stop": r(self.bot_audio_stop),
             "apology": self.apology,
+            "not_understood": self.not_understood,
             "interrupted": self.interrupted,
             "barge_in_onset": r(self.barge_in_onset),
             "barge_in_latency": r(barge),
@@ -160,6 +164,8 @@ class Timeline:
         t = self._current
         if t is None or t.apology or t.bot_audio_start is not None:
             return False
+        if t.closed and not t.extra.get("reply_pending"):
+            return False
         if t.llm_end is not None and t.llm_chars == 0:
             return False
         return bool(t.text.strip()) or t.user_speech_start is not None
@@ -191,7 +197,14 @@ class Timeline:
         turn.extra["_written"] = True
         summary = turn.summary()
         summary.pop("_written", None)
-        if not summary["audio"]:
+        if turn.not_understood == "noise":
+            # not a user turn: a sound the VAD took for speech, answered with silence
+            self.write("noise", t=turn.user_speech_start, turn=turn.index,
+                       heard=turn.extra.get("heard", ""))
+            return
+        if not summary["audio"] and turn.not_understood:
+            summary["no_audio_reason"] = f"not understood ({turn.not_understood})"
+        elif not summary["audio"]:
             reason = turn.llm_error or ("no transcript" if not turn.text.strip() else "no audio")
             summary["no_audio_reason"] = reason
             logger.warning(f"turn {turn.index} produced no audio: {reason}")
@@ -239,6 +252,27 @@ class Timeline:
         turn.spoken.append(text)
         self.write("bot_spoken", t=t, turn=turn.index, text=text.strip())
 
+    def not_understood(self, reason: str, text: str, **fields: Any) -> None:
+        """The STT's verdict: the current turn's speech was not understood."""
+        turn = self._current or self._new_turn()
+        self._current = turn
+        turn.not_understood = reason
+        turn.closed = True
+        if text:
+            turn.extra["heard"] = text.strip()
+        turn.extra["reply_pending"] = reason != "noise"
+        self.write("not_understood", turn=turn.index, reason=reason, heard=text.strip(),
+                   **fields)
+        if reason == "noise" and turn is not self._speaking:
+            self._current = None
+            self._finish_turn(turn)
+
+    def not_understood_reply(self, reason: str, audible: bool) -> None:
+        """The bot says it did not catch that (or stays silent: ``tts.not_understood`` off)."""
+        turn = self._current or self._new_turn()
+        turn.extra["reply_pending"] = False
+        self.write("not_understood_reply", turn=turn.index, reason=reason, audible=audible)
+
     def apology(self) -> None:
         turn = self._current or self._new_turn()
         turn.apology = True
@@ -255,7 +289,7 @@ class Timeline:
         if isinstance(frame, VADUserStartedSpeakingFrame):
             onset = t - frame.start_secs
             self.write("vad_start", t=t, speech_start=round(onset, 4))
-            if self._current is None or self._current.llm_started:
+            if self._current is None or self._current.llm_started or self._current.closed:
                 previous = self._current
                 self._current = self._new_turn()
                 self._maybe_finish(previous)
@@ -319,6 +353,9 @@ class Timeline:
             self.write("bot_stopped_speaking", t=t)
             if self.audio_from_frames:
                 self.bot_audio_stopped(t)
+        elif isinstance(frame, SpeechNotUnderstoodFrame):
+            self.not_understood(frame.reason, frame.text, stt_secs=frame.stt_secs,
+                                attempts=frame.attempts, cut=frame.cut)
         elif isinstance(frame, ErrorFrame):
             self.write("error", t=t, error=redact(str(frame.error)))
 
@@ -376,6 +413,7 @@ class TimelineObserver(BaseObserver):
         InterruptionFrame,
         BotStartedSpeakingFrame,
         BotStoppedSpeakingFrame,
+        SpeechNotUnderstoodFrame,
         ErrorFrame,
     )
 

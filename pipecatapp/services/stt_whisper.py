@@ -24,6 +24,8 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
 from pipecatapp.errors import ConfigError, EngineUnavailable
+from pipecatapp.not_understood import SpeechNotUnderstoodFrame
+from pipecatapp.services.bounded_whisper import MIN_AVG_LOGPROB, judge, transcribe_bounded
 from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, transcribe_utterance
 
 # Speech end -> final transcript, p99, for Whisper base int8 on a busy 2-core CPU
@@ -121,6 +123,8 @@ class WhisperSTT(WhisperSTTService):
         window_secs: float = FULL_WINDOW_SECS,
         warm_up: bool = True,
         ttfs_p99_latency: float = DEFAULT_TTFS_P99_SECS,
+        max_secs: float | None = None,
+        min_avg_logprob: float = MIN_AVG_LOGPROB,
         **kwargs: Any,
     ) -> None:
         """Load the model (once) and, unless ``warm_up`` is False, warm it up.
@@ -134,6 +138,10 @@ class WhisperSTT(WhisperSTTService):
             window_secs: shortest encoder window for an utterance (30 = always the full one).
             warm_up: transcribe a second of silence now, so the first turn is not slow.
             ttfs_p99_latency: speech end -> transcript p99 the turn strategy may wait for.
+            max_secs: bound on one utterance's decoding (retries that would run past it are
+                not started) and judge each utterance: what was not understood becomes a
+                SpeechNotUnderstoodFrame instead of text. None: one transcription, as before.
+            min_avg_logprob: below this mean token log-probability a transcript is unsure.
             **kwargs: passed to pipecat's SegmentedSTTService.
         """
         check_whisper_settings(
@@ -142,6 +150,8 @@ class WhisperSTT(WhisperSTTService):
         )
         self._beam_size = beam_size
         self._window_secs = window_secs
+        self._max_secs = max_secs
+        self._min_avg_logprob = min_avg_logprob
         self._cpu_threads = cpu_threads
         self.load_secs = 0.0
         self.warm_up_secs = 0.0
@@ -203,6 +213,10 @@ class WhisperSTT(WhisperSTTService):
 
         await self.start_processing_metrics()
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
+        if self._max_secs is not None:
+            async for frame in self._run_judged(samples):
+                yield frame
+            return
         no_speech = self._settings.no_speech_prob
         heard = await asyncio.to_thread(
             transcribe_utterance,
@@ -224,3 +238,36 @@ class WhisperSTT(WhisperSTTService):
             yield TranscriptionFrame(
                 text, self._user_id, time_now_iso8601(), self._settings.language
             )
+
+    async def _run_judged(self, samples: np.ndarray) -> AsyncGenerator[Frame, None]:
+        """Decode within the bound; yield text if understood, else the verdict."""
+        assert self._max_secs is not None
+        decoded = await asyncio.to_thread(
+            transcribe_bounded,
+            self._model,
+            samples,
+            max_secs=self._max_secs,
+            window_secs=self._window_secs,
+            beam_size=self._beam_size,
+            language=self._language_code(),
+            hotwords=self._settings.hotwords or None,
+            initial_prompt=self._settings.initial_prompt or None,
+            min_avg_logprob=self._min_avg_logprob,
+        )
+        await self.stop_processing_metrics()
+        verdict = judge(decoded, samples, min_avg_logprob=self._min_avg_logprob)
+        logger.debug(
+            f"{self}: {verdict.kind} [{decoded.text}] in {decoded.secs:.2f}s, "
+            f"{decoded.attempts} decode(s), avg_logprob {decoded.avg_logprob:.2f}"
+            f"{', retries cut by the bound' if decoded.cut else ''}"
+        )
+        if verdict.understood:
+            await self._handle_transcription(verdict.text, True, self._settings.language)
+            yield TranscriptionFrame(
+                verdict.text, self._user_id, time_now_iso8601(), self._settings.language
+            )
+            return
+        yield SpeechNotUnderstoodFrame(
+            reason=verdict.kind, text=decoded.text, stt_secs=round(decoded.secs, 3),
+            attempts=decoded.attempts, cut=decoded.cut,
+        )

@@ -148,3 +148,29 @@ def test_turn_records_the_reply_and_what_was_spoken(tmp_path):
     assert second["reply"] == second["spoken"] == "Four."
     assert [e["text"] for e in tl.events if e["event"] == "bot_spoken"] == [
         "Once upon a time there was a dragon.", "Four."]
+
+
+def test_not_understood_turn_and_noise(tmp_path):
+    """A turn not understood is recorded with its reason and closed (the next utterance is a
+    new turn); a noise verdict writes a noise event, not a turn."""
+    from pipecatapp.not_understood import SpeechNotUnderstoodFrame
+
+    tl = Timeline(AppClock(), tmp_path / "t.jsonl")
+    tl.audio_from_frames = False
+    tl.on_frame(VADUserStartedSpeakingFrame(start_secs=0.064), 1.1)
+    tl.on_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2), 3.2)
+    tl.on_frame(SpeechNotUnderstoodFrame(reason="low_confidence", text="Smelph now"), 3.5)
+    tl.not_understood_reply("low_confidence", True)
+    tl.bot_audio_started(3.6)
+    tl.spoken_text("Sorry, I didn't catch that.", 4.8)
+    tl.bot_audio_stopped(5.0)
+    tl.on_frame(VADUserStartedSpeakingFrame(start_secs=0.064), 6.1)
+    tl.on_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2), 6.5)
+    tl.on_frame(SpeechNotUnderstoodFrame(reason="noise", text="you"), 6.8)
+    tl.close()
+    (turn,) = tl.turn_summaries()
+    assert turn["not_understood"] == "low_confidence" and turn["heard"] == "Smelph now"
+    assert turn["spoken"] == "Sorry, I didn't catch that." and turn["text"] == ""
+    assert abs(turn["voice_to_voice"] - 0.6) < 1e-6  # speech ended at 3.2 - 0.2
+    (noise,) = [e for e in tl.events if e["event"] == "noise"]
+    assert noise["heard"] == "you" and noise["turn"] == 2
