@@ -10,7 +10,8 @@ turn API:
   something" note when the turn interrupted the bot, or before its first answer);
 - :class:`NotUnderstoodUserTurnStopStrategy` ends such a turn as soon as the verdict arrives
   (pipecat would wait for its 5 s user-turn-stop timeout) and, unless it was noise, pushes a
-  :class:`SayNotUnderstoodFrame`;
+  :class:`SayNotUnderstoodFrame` (an STT that raised gets the apology instead: a
+  ``TurnFailedFrame``);
 - a :class:`~pipecatapp.resilience.CannedSpeechPlayer` after the TTS answers that frame with
   "Sorry, I didn't catch that." (``tts.not_understood``, synthesized at start-up).
 """
@@ -29,8 +30,11 @@ from pipecat.frames.frames import (
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_stop import BaseUserTurnStopStrategy
 
+from pipecatapp.resilience import TurnFailedFrame
+
 NOT_UNDERSTOOD_REASONS = ("no_transcript", "low_confidence")
 NOISE = "noise"
+STT_FAILED = "stt_failed"  # the engine raised: the turn gets the apology instead
 
 
 @dataclass
@@ -38,7 +42,8 @@ class SpeechNotUnderstoodFrame(DataFrame):
     """The STT's verdict on an utterance it did not understand.
 
     Parameters:
-        reason: ``no_transcript``, ``low_confidence`` or ``noise``.
+        reason: ``no_transcript``, ``low_confidence``, ``noise`` or ``stt_failed``.
+        error: why the engine failed (``stt_failed``; redacted).
         text: the unsure text (never sent to the LLM; empty for no_transcript).
         stt_secs: seconds the decode took; attempts: decodes run; cut: a retry was not
             started because it would have run past the bound (``stt.max_secs``).
@@ -49,6 +54,7 @@ class SpeechNotUnderstoodFrame(DataFrame):
     stt_secs: float = 0.0
     attempts: int = 1
     cut: bool = False
+    error: str = ""
 
 
 @dataclass
@@ -93,5 +99,9 @@ class NotUnderstoodUserTurnStopStrategy(BaseUserTurnStopStrategy):
             return  # the user is speaking again: the turn goes on
         heard_text = self._heard_text
         await self.trigger_user_turn_stopped()
-        if frame.reason != NOISE and not heard_text:
+        if heard_text or frame.reason == NOISE:
+            return
+        if frame.reason == STT_FAILED:
+            await self.push_frame(TurnFailedFrame(reason=frame.error, stage="stt"))
+        else:
             await self.push_frame(SayNotUnderstoodFrame(reason=frame.reason))

@@ -1,8 +1,8 @@
 """The voice pipeline, in processor order, and the worker that runs it.
 
 transport in -> (half-duplex gate) -> STT -> user aggregator (VAD, turn strategies,
-interruptions, half-duplex mute) -> LLM -> TTS -> apology player -> not-understood player ->
-transport out -> assistant aggregator
+interruptions, half-duplex mute) -> LLM -> fault guard -> TTS -> apology player ->
+not-understood player -> transport out -> assistant aggregator
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pipecat.turns.user_stop import (
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from pipecatapp.config import AppConfig
+from pipecatapp.fault_guard import TurnFaultGuard
 from pipecatapp.halfduplex import HalfDuplexGate
 from pipecatapp.not_understood import NotUnderstoodUserTurnStopStrategy
 from pipecatapp.spoken_text import SpokenTextObserver
@@ -107,6 +108,7 @@ def build_worker(
             stt,
             aggregators.user(),
             llm,
+            TurnFaultGuard(tts),
             tts,
             apology,
             *([not_understood] if not_understood is not None else []),

@@ -1,6 +1,8 @@
-"""Canned speech, synthesized once at start-up: the apology when the LLM fails.
+"""Canned speech, synthesized once at start-up: the apology when a turn fails.
 
-The LLM service pushes an :class:`LLMFailedFrame` downstream when a turn fails; the
+A turn fails when the LLM fails (the LLM service pushes an :class:`LLMFailedFrame`), when the
+TTS raises on a sentence, or when the STT raises on an utterance (see fault_guard and
+not_understood: both push a :class:`TurnFailedFrame`). The
 :class:`ApologyPlayer`, placed right after the TTS, answers it with the pre-rendered apology
 as ordinary TTS audio, so the output transport plays it (and interruption stops it) like any
 other bot speech. The app keeps listening; the next turn goes to the LLM again.
@@ -26,10 +28,18 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 
 @dataclass
-class LLMFailedFrame(DataFrame):
-    """The LLM could not answer this turn (reason is already redacted)."""
+class TurnFailedFrame(DataFrame):
+    """A stage (``llm``, ``tts``, ``stt``) failed this turn (reason is already redacted)."""
 
     reason: str = ""
+    stage: str = ""
+
+
+@dataclass
+class LLMFailedFrame(TurnFailedFrame):
+    """The LLM could not answer this turn (reason is already redacted)."""
+
+    stage: str = "llm"
 
 
 T = TypeVar("T", bound=Frame)
@@ -89,8 +99,9 @@ class CannedSpeechPlayer(FrameProcessor, Generic[T]):
         await self.push_frame(TTSStoppedFrame(context_id=context_id))
 
 
-class ApologyPlayer(CannedSpeechPlayer[LLMFailedFrame]):
-    """Turns LLMFailedFrame into the pre-synthesized apology audio (PCM16 mono)."""
+class ApologyPlayer(CannedSpeechPlayer[TurnFailedFrame]):
+    """Turns a TurnFailedFrame (LLMFailedFrame included) into the pre-synthesized apology
+    audio (PCM16 mono). ``on_apology`` gets the reason, ``on_failure`` the frame."""
 
     def __init__(
         self,
@@ -99,9 +110,15 @@ class ApologyPlayer(CannedSpeechPlayer[LLMFailedFrame]):
         *,
         text: str = "",
         on_apology: Callable[[str], None] | None = None,
+        on_failure: Callable[[TurnFailedFrame], None] | None = None,
         chunk_ms: int = 40,
     ) -> None:
+        def report(frame: TurnFailedFrame) -> None:
+            if on_apology:
+                on_apology(frame.reason)
+            if on_failure:
+                on_failure(frame)
+
         super().__init__(
-            LLMFailedFrame, audio, sample_rate, text=text, chunk_ms=chunk_ms,
-            on_play=(lambda f: on_apology(f.reason)) if on_apology else None,
+            TurnFailedFrame, audio, sample_rate, text=text, chunk_ms=chunk_ms, on_play=report
         )

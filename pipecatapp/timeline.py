@@ -258,6 +258,8 @@ class Timeline:
         self._current = turn
         turn.not_understood = reason
         turn.closed = True
+        if reason == "stt_failed":
+            turn.extra["failed_stage"] = "stt"
         if text:
             turn.extra["heard"] = text.strip()
         turn.extra["reply_pending"] = reason != "noise"
@@ -277,6 +279,16 @@ class Timeline:
         turn = self._current or self._new_turn()
         turn.apology = True
         self.write("apology", turn=turn.index)
+
+    def turn_failed(self, stage: str, reason: str) -> None:
+        """A stage (llm, tts, stt) failed this turn; the apology follows."""
+        if stage == "llm":
+            self.llm_failed(reason)
+            return
+        turn = self._current or self._new_turn()
+        turn.extra["failed_stage"] = stage
+        turn.extra["error"] = redact(reason)
+        self.write("turn_failed", turn=turn.index, stage=stage, error=turn.extra["error"])
 
     def llm_failed(self, reason: str) -> None:
         turn = self._current or self._new_turn()

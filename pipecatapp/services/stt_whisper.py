@@ -23,8 +23,8 @@ from pipecat.services.whisper.stt import WhisperSTTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
-from pipecatapp.errors import ConfigError, EngineUnavailable
-from pipecatapp.not_understood import SpeechNotUnderstoodFrame
+from pipecatapp.errors import ConfigError, EngineUnavailable, redact
+from pipecatapp.not_understood import STT_FAILED, SpeechNotUnderstoodFrame
 from pipecatapp.services.bounded_whisper import MIN_AVG_LOGPROB, judge, transcribe_bounded
 from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, transcribe_utterance
 
@@ -242,18 +242,25 @@ class WhisperSTT(WhisperSTTService):
     async def _run_judged(self, samples: np.ndarray) -> AsyncGenerator[Frame, None]:
         """Decode within the bound; yield text if understood, else the verdict."""
         assert self._max_secs is not None
-        decoded = await asyncio.to_thread(
-            transcribe_bounded,
-            self._model,
-            samples,
-            max_secs=self._max_secs,
-            window_secs=self._window_secs,
-            beam_size=self._beam_size,
-            language=self._language_code(),
-            hotwords=self._settings.hotwords or None,
-            initial_prompt=self._settings.initial_prompt or None,
-            min_avg_logprob=self._min_avg_logprob,
-        )
+        try:
+            decoded = await asyncio.to_thread(
+                transcribe_bounded,
+                self._model,
+                samples,
+                max_secs=self._max_secs,
+                window_secs=self._window_secs,
+                beam_size=self._beam_size,
+                language=self._language_code(),
+                hotwords=self._settings.hotwords or None,
+                initial_prompt=self._settings.initial_prompt or None,
+                min_avg_logprob=self._min_avg_logprob,
+            )
+        except Exception as e:  # the engine failed on this utterance: the turn apologizes
+            await self.stop_processing_metrics()
+            reason = redact(f"{type(e).__name__}: {e}")
+            logger.error(f"{self}: transcription failed ({reason})")
+            yield SpeechNotUnderstoodFrame(reason=STT_FAILED, error=reason)
+            return
         await self.stop_processing_metrics()
         verdict = judge(decoded, samples, min_avg_logprob=self._min_avg_logprob)
         logger.debug(
