@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from pipecat.frames.frames import LLMFullResponseStartFrame
 
 from pipecatapp import cli
 from pipecatapp.embedded import models
@@ -130,14 +131,23 @@ def test_llm_server_killed_mid_stream(tmp_path, espeak_wav, transcribe):
 
 
 class FaultInjectingPiperTTS(tts_piper.PiperTTS):
-    """Fault injector: the real Piper adapter, raising on every sentence that contains
-    ``TRIGGER`` (as an engine failing on one sentence would)."""
+    """Fault injector: the real Piper adapter, raising on every sentence of the LLM's
+    ``BROKEN_ANSWER``-th answer (as an engine failing on a sentence would)."""
 
-    TRIGGER = "paris"
+    BROKEN_ANSWER = 2
     injected: ClassVar[list[str]] = []
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.answers = 0
+
+    async def process_frame(self, frame: Any, direction: Any) -> None:
+        if isinstance(frame, LLMFullResponseStartFrame):
+            self.answers += 1
+        await super().process_frame(frame, direction)
+
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Any, None]:
-        if self.TRIGGER in text.lower():
+        if self.answers == self.BROKEN_ANSWER:
             FaultInjectingPiperTTS.injected.append(text)
             raise RuntimeError(f"injected TTS fault on [{text}]")
         async for frame in super().run_tts(text, context_id):
@@ -148,21 +158,22 @@ def test_tts_raising_on_a_sentence(tmp_path, espeak_wav, transcribe, smollm2_ser
                                    monkeypatch):
     FaultInjectingPiperTTS.injected = []
     monkeypatch.setattr(tts_piper, "PiperTTS", FaultInjectingPiperTTS)
-    wav = _conversation(espeak_wav, tmp_path, [WEEK, FRANCE, WEEK])
+    wav = _conversation(espeak_wav, tmp_path, [FRANCE, WEEK, FRANCE])
     timeline = tmp_path / "timeline.jsonl"
     assert cli.main(_args(wav, tmp_path, smollm2_server.base_url,
                           "--set", "turn.warmup=false")) == 0
-    assert FaultInjectingPiperTTS.injected, f"no sentence had {FaultInjectingPiperTTS.TRIGGER!r}"
+    assert FaultInjectingPiperTTS.injected, "the second answer never reached the TTS"
     records = [t for t in turns(timeline) if t["text"]]
     assert len(records) == 3, turns(timeline)
     first, broken, third = records
-    assert "france" in broken["text"].lower(), broken
+    assert "week" in broken["text"].lower(), broken
     assert broken["apology"] and broken["failed_stage"] == "tts", broken
     first_token = _event(timeline, "llm_first_token", broken["turn"])["t"]
     assert broken["bot_audio_start"] - first_token <= 2.0, broken
+    assert broken["spoken"].startswith("Sorry, I can't answer"), broken
     assert "sorry" in _answer(transcribe, tmp_path, broken, "a2")
-    assert "seven" in _answer(transcribe, tmp_path, first, "a1").replace("7", "seven")
-    assert "seven" in _answer(transcribe, tmp_path, third, "a3").replace("7", "seven")
+    assert "paris" in _answer(transcribe, tmp_path, first, "a1")
+    assert "paris" in _answer(transcribe, tmp_path, third, "a3")
 
 
 # -- the STT engine raising on an utterance -------------------------------------------------
@@ -174,26 +185,26 @@ def test_stt_raising_on_an_utterance(tmp_path, espeak_wav, transcribe, smollm2_s
     injected: ClassVar[list[str]] = []
 
     def fault_injecting_transcribe(*args: Any, **kwargs: Any) -> Any:
-        """Fault injector: the real decode, raising on the utterance about France."""
+        """Fault injector: the real decode, raising on the utterance about the week."""
         decoded = real(*args, **kwargs)
-        if "france" in decoded.text.lower():
+        if "week" in decoded.text.lower():
             injected.append(decoded.text)
             raise RuntimeError("injected STT fault")
         return decoded
 
     monkeypatch.setattr(stt_whisper, "transcribe_bounded", fault_injecting_transcribe)
-    wav = _conversation(espeak_wav, tmp_path, [WEEK, FRANCE, WEEK])
+    wav = _conversation(espeak_wav, tmp_path, [FRANCE, WEEK, FRANCE])
     timeline = tmp_path / "timeline.jsonl"
     with CountingProxy(smollm2_server.base_url).running() as proxy:
         assert cli.main(_args(wav, tmp_path, proxy.base_url, "--set", "turn.warmup=false")) == 0
-    assert injected, "the France question never reached the STT"
+    assert injected, "the question about the week never reached the STT"
     records = turns(timeline)
     assert len(records) == 3, records
     first, broken, third = records
-    assert "week" in first["text"].lower(), first
+    assert "france" in first["text"].lower(), first
     assert broken["text"] == "" and broken["not_understood"] == "stt_failed", broken
     assert broken["apology"] and broken["failed_stage"] == "stt", broken
     assert broken["voice_to_voice"] <= 2.0, broken
     assert "sorry" in _answer(transcribe, tmp_path, broken, "a2")
-    assert [("week" in t.lower()) for t in proxy.user_texts()] == [True, True]
-    assert "seven" in _answer(transcribe, tmp_path, third, "a3").replace("7", "seven")
+    assert [("france" in t.lower()) for t in proxy.user_texts()] == [True, True]
+    assert "paris" in _answer(transcribe, tmp_path, third, "a3")
