@@ -23,6 +23,7 @@ from pipecat.frames.frames import (
     ErrorFrame,
     InterimTranscriptionFrame,
     InterruptionFrame,
+    LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -365,6 +366,12 @@ class Timeline:
             self.write("bot_stopped_speaking", t=t)
             if self.audio_from_frames:
                 self.bot_audio_stopped(t)
+        elif isinstance(frame, LLMContextFrame):
+            messages = frame.context.get_messages()
+            chars = sum(len(m["content"]) for m in messages
+                        if isinstance(m, dict) and isinstance(m.get("content"), str))
+            self.write("llm_context", t=t, turn=self._current.index if self._current else None,
+                       messages=len(messages), chars=chars)
         elif isinstance(frame, SpeechNotUnderstoodFrame):
             self.not_understood(frame.reason, frame.text, stt_secs=frame.stt_secs,
                                 attempts=frame.attempts, cut=frame.cut)
@@ -426,6 +433,7 @@ class TimelineObserver(BaseObserver):
         BotStartedSpeakingFrame,
         BotStoppedSpeakingFrame,
         SpeechNotUnderstoodFrame,
+        LLMContextFrame,
         ErrorFrame,
     )
 

@@ -26,6 +26,7 @@ from pipecat.utils.time import time_now_iso8601
 from pipecatapp.errors import ConfigError, EngineUnavailable, redact
 from pipecatapp.not_understood import STT_FAILED, SpeechNotUnderstoodFrame
 from pipecatapp.services.bounded_whisper import MIN_AVG_LOGPROB, judge, transcribe_bounded
+from pipecatapp.services.conditioning import condition
 from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, transcribe_utterance
 
 # Speech end -> final transcript, p99, for Whisper base int8 on a busy 2-core CPU
@@ -240,13 +241,14 @@ class WhisperSTT(WhisperSTTService):
             )
 
     async def _run_judged(self, samples: np.ndarray) -> AsyncGenerator[Frame, None]:
-        """Decode within the bound; yield text if understood, else the verdict."""
+        """Condition the utterance (telephone band), decode it within the bound; yield the
+        text if understood, else the verdict."""
         assert self._max_secs is not None
         try:
             decoded = await asyncio.to_thread(
                 transcribe_bounded,
                 self._model,
-                samples,
+                condition(samples),
                 max_secs=self._max_secs,
                 window_secs=self._window_secs,
                 beam_size=self._beam_size,
