@@ -2,8 +2,9 @@
 
 :class:`TurnFaultGuard` sits between the LLM and the TTS. It acts when
 
-- the TTS reports an error (an exception raised on a sentence becomes an ``ErrorFrame``
-  pushed upstream by pipecat, or by our adapters), or
+- the TTS reports an error with an exception (an exception raised on a sentence becomes
+  an ``ErrorFrame`` pushed upstream by pipecat, or by our adapters; pipecat's notices
+  without one, such as "TTS context ... completed with no audio", are left alone), or
 - the LLM fails after part of its answer was already on its way (a server killed
   mid-stream: the LLM service then pushes an ``LLMFailedFrame`` after the text).
 
@@ -51,6 +52,7 @@ class TurnFaultGuard(FrameProcessor):
             isinstance(frame, ErrorFrame)
             and direction == FrameDirection.UPSTREAM
             and frame.processor is self._tts
+            and frame.exception is not None
         ):
             await self.push_frame(frame, direction)
             await self._fail("tts", redact(str(frame.error)))
