@@ -143,8 +143,10 @@ def test_llm_found_through_nomad(tmp_path, fake_nomad, tiny_server, espeak_wav):
     NomadDouble.services["primacpp-api"] = [
         {"ServiceName": "primacpp-api", "Address": "127.0.0.1", "Port": tiny_server.port}
     ]
-    wav = compose(tmp_path / "in.wav", [(0.5, espeak_wav("Hello there.", tmp_path / "h.wav"))],
-                  total=4.0)
+    # A question Whisper hears clearly: what it does not understand never reaches the LLM.
+    question = espeak_wav("What is the capital of France?", tmp_path / "q.wav",
+                          voice=USER_VOICE, rate=USER_RATE)
+    wav = compose(tmp_path / "in.wav", [(0.5, question)], total=5.0)
     timeline = tmp_path / "timeline.jsonl"
     proc = run_app(
         "-t", "file", "--input", str(wav), "--output", str(tmp_path / "out.wav"),
