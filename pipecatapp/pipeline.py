@@ -2,7 +2,7 @@
 
 transport in -> (half-duplex gate) -> STT -> user aggregator (VAD, turn strategies,
 interruptions, half-duplex mute) -> LLM -> fault guard -> TTS -> apology player ->
-not-understood player -> transport out -> assistant aggregator
+not-understood player -> transport out -> spoken-text tap -> assistant aggregator
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pipecatapp.config import AppConfig
 from pipecatapp.fault_guard import TurnFaultGuard
 from pipecatapp.halfduplex import HalfDuplexGate
 from pipecatapp.not_understood import NotUnderstoodUserTurnStopStrategy
-from pipecatapp.spoken_text import SpokenTextObserver
+from pipecatapp.spoken_text import SpokenTextTap
 from pipecatapp.timeline import AppClock, Timeline, TimelineObserver
 from pipecatapp.turnstop import SentenceEndUserTurnStopStrategy
 
@@ -100,7 +100,6 @@ def build_worker(
     context = context if context is not None else LLMContext()
     aggregators = LLMContextAggregatorPair(context, user_params=user_params(cfg))
     gate = [HalfDuplexGate()] if cfg.turn.half_duplex else []
-    output = transport.output()
     pipeline = Pipeline(
         [
             transport.input(),
@@ -112,7 +111,8 @@ def build_worker(
             tts,
             apology,
             *([not_understood] if not_understood is not None else []),
-            output,
+            transport.output(),
+            SpokenTextTap(timeline),
             aggregators.assistant(),
         ]
     )
@@ -130,7 +130,7 @@ def build_worker(
             enable_metrics=True,
             enable_usage_metrics=True,
         ),
-        observers=[TimelineObserver(timeline), SpokenTextObserver(timeline, output), latency],
+        observers=[TimelineObserver(timeline), latency],
         clock=clock,
         idle_timeout_secs=None,
         enable_rtvi=rtvi,

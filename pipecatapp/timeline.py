@@ -198,6 +198,7 @@ class Timeline:
         turn.extra["_written"] = True
         summary = turn.summary()
         summary.pop("_written", None)
+        summary.pop("reply_pending", None)
         if turn.not_understood == "noise":
             # not a user turn: a sound the VAD took for speech, answered with silence
             self.write("noise", t=turn.user_speech_start, turn=turn.index,
