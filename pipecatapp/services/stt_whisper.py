@@ -207,31 +207,39 @@ class WhisperSTT(WhisperSTTService):
         return self.warm_up_secs
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
-        """Transcribe one VAD segment (16-bit mono PCM) with the configured beam."""
+        """Transcribe one VAD segment (16-bit mono PCM) with the configured beam; with
+        ``max_secs`` set, within that bound and judged (see services/bounded_whisper)."""
         if not self._model:
             yield ErrorFrame("Whisper model not available")
             return
 
         await self.start_processing_metrics()
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
-        if self._max_secs is not None:
-            async for frame in self._run_judged(samples):
-                yield frame
-            return
         no_speech = self._settings.no_speech_prob
-        heard = await asyncio.to_thread(
-            transcribe_utterance,
-            self._model,
-            samples,
-            window_secs=self._window_secs,
-            beam_size=self._beam_size,
-            language=self._language_code(),
-            hotwords=self._settings.hotwords or None,
-            initial_prompt=self._settings.initial_prompt or None,
-            no_speech_threshold=no_speech if isinstance(no_speech, float) else None,
-        )
-        text = heard.text
-        await self.stop_processing_metrics()
+        options: dict[str, Any] = {
+            "window_secs": self._window_secs,
+            "beam_size": self._beam_size,
+            "language": self._language_code(),
+            "hotwords": self._settings.hotwords or None,
+            "initial_prompt": self._settings.initial_prompt or None,
+        }
+        if self._max_secs is not None:
+            outcome = await self._judged(self._model, samples, options)
+            await self.stop_processing_metrics()
+            if isinstance(outcome, SpeechNotUnderstoodFrame):
+                yield outcome
+                return
+            text = outcome
+        else:
+            heard = await asyncio.to_thread(
+                transcribe_utterance,
+                self._model,
+                samples,
+                no_speech_threshold=no_speech if isinstance(no_speech, float) else None,
+                **options,
+            )
+            text = heard.text
+            await self.stop_processing_metrics()
 
         if text:
             await self._handle_transcription(text, True, self._settings.language)
@@ -240,30 +248,25 @@ class WhisperSTT(WhisperSTTService):
                 text, self._user_id, time_now_iso8601(), self._settings.language
             )
 
-    async def _run_judged(self, samples: np.ndarray) -> AsyncGenerator[Frame, None]:
-        """Condition the utterance (telephone band), decode it within the bound; yield the
-        text if understood, else the verdict."""
+    async def _judged(
+        self, model: WhisperModel, samples: np.ndarray, options: dict[str, Any]
+    ) -> str | SpeechNotUnderstoodFrame:
+        """Condition the utterance (telephone band) and decode it within the bound: the text
+        if understood, else the verdict as a frame (an engine error included)."""
         assert self._max_secs is not None
         try:
             decoded = await asyncio.to_thread(
                 transcribe_bounded,
-                self._model,
+                model,
                 condition(samples),
                 max_secs=self._max_secs,
-                window_secs=self._window_secs,
-                beam_size=self._beam_size,
-                language=self._language_code(),
-                hotwords=self._settings.hotwords or None,
-                initial_prompt=self._settings.initial_prompt or None,
                 min_avg_logprob=self._min_avg_logprob,
+                **options,
             )
         except Exception as e:  # the engine failed on this utterance: the turn apologizes
-            await self.stop_processing_metrics()
             reason = redact(f"{type(e).__name__}: {e}")
             logger.error(f"{self}: transcription failed ({reason})")
-            yield SpeechNotUnderstoodFrame(reason=STT_FAILED, error=reason)
-            return
-        await self.stop_processing_metrics()
+            return SpeechNotUnderstoodFrame(reason=STT_FAILED, error=reason)
         verdict = judge(decoded, samples, min_avg_logprob=self._min_avg_logprob)
         logger.debug(
             f"{self}: {verdict.kind} [{decoded.text}] in {decoded.secs:.2f}s, "
@@ -271,12 +274,8 @@ class WhisperSTT(WhisperSTTService):
             f"{', retries cut by the bound' if decoded.cut else ''}"
         )
         if verdict.understood:
-            await self._handle_transcription(verdict.text, True, self._settings.language)
-            yield TranscriptionFrame(
-                verdict.text, self._user_id, time_now_iso8601(), self._settings.language
-            )
-            return
-        yield SpeechNotUnderstoodFrame(
+            return verdict.text
+        return SpeechNotUnderstoodFrame(
             reason=verdict.kind, text=decoded.text, stt_secs=round(decoded.secs, 3),
             attempts=decoded.attempts, cut=decoded.cut,
         )
