@@ -106,6 +106,15 @@ class SoakResult:
         baseline, final = max(warm), median(tail)
         return baseline, final, final - baseline
 
+    def rss_second_half(self) -> float:
+        """RSS growth (MB) from the middle of the session to its end (the leak rate)."""
+        if not self.rss:
+            return 0.0
+        end = self.rss[-1][0]
+        middle = [mb for t, mb in self.rss if abs(t - end / 2) <= end * 0.025]
+        tail = [mb for t, mb in self.rss if t >= end * 0.95]
+        return median(tail) - median(middle) if middle and tail else 0.0
+
     def latency_drift(self) -> tuple[float | None, float | None]:
         """Median voice-to-voice of the first and the last fifth of the answered turns."""
         values = [v for _, v in self.latencies]
@@ -228,6 +237,8 @@ def run_app(script: SoakScript, llm_url: str, work: Path, extra: list[str],
         done.set()
         sampler.join()
     result.wall = time.monotonic() - started
+    (work / "rss.csv").write_text("seconds,rss_mb\n" + "".join(
+        f"{t:.1f},{mb:.1f}\n" for t, mb in result.rss))
     if result.exit_code != 0 or not timeline.is_file():
         tail = (work / "app.log").read_text(errors="replace").splitlines()[-15:]
         result.error = f"exit {result.exit_code}: " + " | ".join(tail)
@@ -289,6 +300,7 @@ def tables(r: SoakResult) -> list[Table]:
     t.add("app RSS after warm-up / at the end", f"{baseline:.0f} / {final:.0f} MB", "-", "-")
     t.add("RSS growth after warm-up", f"{growth:+.1f} MB", f"<= {RSS_TARGET_MB:g} MB",
           "yes" if growth <= RSS_TARGET_MB else "no")
+    t.add("RSS growth over the second half", f"{r.rss_second_half():+.1f} MB", "-", "-")
     t.add("voice-to-voice, first / last fifth (median)",
           f"{fmt(first, 2)} / {fmt(last, 2)} s", "within 10 %",
           "yes" if drift is not None and abs(drift) <= LATENCY_TARGET else "no")
