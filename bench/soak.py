@@ -9,7 +9,7 @@ samples the app's resident memory (``/proc/PID/status`` VmRSS) every second. The
 the app writes gives the rest:
 
 - turn latency over time: voice-to-voice (end of the user's speech to the bot's first
-  sample) of each turn the bot answered or said "didn't catch that" to;
+  sample) of each turn the LLM answered (not the "didn't catch that" replies);
 - stuck turns: a user turn with no bot reaction (answer, apology, "didn't catch that")
   within 10 s of its end, unless the user spoke again before that;
 - context size: the messages the LLM got each turn (``llm_context`` events).
@@ -260,7 +260,8 @@ def analyse(r: SoakResult) -> None:
             continue
         reaction = turn.get("bot_audio_start")
         if reaction is not None and reaction - stop <= STUCK_SECS:
-            if turn.get("voice_to_voice") is not None and not turn.get("interrupted"):
+            answered = not turn.get("not_understood") and not turn.get("apology")
+            if answered and turn.get("voice_to_voice") is not None:
                 r.latencies.append((stop, turn["voice_to_voice"]))
             continue
         if any(stop < s < stop + STUCK_SECS for s in starts):
