@@ -145,3 +145,43 @@ def write_wav(path: str | Path, pcm: bytes, sample_rate: int) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(p), np.frombuffer(pcm, dtype=np.int16), sample_rate, subtype="PCM_16",
              format="WAV")
+
+
+class PlacedWavWriter:
+    """Writes mono PCM16 chunks placed at times (seconds) into a WAV as they come, filling
+    the gaps with silence, so a long session never holds its output in memory. Chunks must
+    come in time order; a chunk that starts before the end of the previous one loses its
+    overlapping start."""
+
+    def __init__(self, path: str | Path, sample_rate: int) -> None:
+        import soundfile as sf
+
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self.sample_rate = sample_rate
+        self._file = sf.SoundFile(str(p), "w", samplerate=sample_rate, channels=1,
+                                  subtype="PCM_16", format="WAV")
+        self.samples_written = 0
+
+    def place(self, begin: float, pcm: bytes) -> None:
+        samples = np.frombuffer(pcm, dtype=np.int16)
+        at = max(0, round(begin * self.sample_rate))
+        gap = at - self.samples_written
+        step = self.sample_rate  # write long silences a second at a time
+        while gap > 0:
+            n = min(gap, step)
+            self._file.write(np.zeros(n, dtype=np.int16))
+            gap -= n
+        skip = max(0, self.samples_written - at)
+        if skip < samples.size:
+            self._file.write(samples[skip:])
+        self.samples_written = max(self.samples_written, at + samples.size)
+
+    @property
+    def seconds(self) -> float:
+        return self.samples_written / self.sample_rate
+
+    def close(self) -> None:
+        if self.samples_written == 0:
+            self._file.write(np.zeros(1, dtype=np.int16))
+        self._file.close()
