@@ -1,7 +1,10 @@
-"""``python -m bench [--suite llm|voice|all] [--smoke]``: print markdown tables, write plots.
+"""``python -m bench [--suite llm|voice|components|soak|all] [--smoke]``: print markdown
+tables, write plots.
 
 ``--smoke`` is the quick pass CI runs: the tiny random-weight GGUF instead of SmolLM2, two
-prompt lengths, two rounds, and a two-turn voice conversation with the tiny model.
+prompt lengths, two rounds, and a two-turn voice conversation with the tiny model; the soak
+suite always talks to SmolLM2 (its answers must be speakable) and runs 20 turns with
+``--smoke`` instead of 200. ``all`` does not include the soak (about 30 minutes).
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ def _progress(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--suite", choices=("llm", "tuning", "voice", "components", "all"),
+    parser.add_argument("--suite", choices=("llm", "tuning", "voice", "components", "soak",
+                                            "all"),
                         default="all",
                         help="tuning: each llama-server setting against the app's, with the "
-                             "memory and compute rooflines (not part of all)")
+                             "memory and compute rooflines; soak: a long session (neither is "
+                             "part of all)")
     parser.add_argument("--smoke", action="store_true",
                         help="quick pass with the tiny model (what CI runs)")
     parser.add_argument("--repeats", type=int, default=None,
@@ -46,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="LLM suite: only the portable and the native llama.cpp build, "
                              "1 thread each, side by side")
     parser.add_argument("--turns", type=int, default=None,
-                        help="turns of the scripted voice conversation (default 10, smoke 2)")
+                        help="questions per voice of the scripted voice conversation (default "
+                             "6 per voice, 10 with --voices 1, smoke 2; soak: user turns, "
+                             "default 200, smoke 20)")
     parser.add_argument("--voices", type=int, default=None,
                         help="voice suite: how many voices of the panel (default all six, "
                              "smoke 1)")
@@ -104,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             for table in components.tables(parts):
                 sections.append(table.markdown())
                 print(table.markdown(), flush=True)
+            from bench import odd_audio
+
+            odd = odd_audio.run(args.out / "odd", smoke=args.smoke, progress=_progress)
+            for table in odd_audio.tables(odd):
+                sections.append(table.markdown())
+                print(table.markdown(), flush=True)
         if args.suite in ("voice", "all"):
             from bench import voice
 
@@ -116,6 +129,15 @@ def main(argv: list[str] | None = None) -> int:
                 sections.append(table.markdown())
                 print(table.markdown(), flush=True)
             plots += voice.plots(vrun, args.out)
+        if args.suite == "soak":
+            from bench import soak
+
+            srun = soak.run(smollm2_gguf(), turns=args.turns or (20 if args.smoke else 200),
+                            work=args.out / "soak", progress=_progress)
+            for table in soak.tables(srun):
+                sections.append(table.markdown())
+                print(table.markdown(), flush=True)
+            plots += soak.plots(srun, args.out)
     except (ConfigError, EngineUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ import numpy as np
 from bench.common import Table, fmt, median
 from devtools.utterances import espeak_wav, word_errors
 from pipecatapp.embedded import models
+from pipecatapp.transports.wavio import read_audio
 
 UTTERANCES = (
     "What is the capital of France?",
@@ -82,7 +83,6 @@ def _window(work: Path, texts: tuple[str, ...], voices: tuple[str, ...],
             windows: tuple[float, ...], progress: Callable[[str], None]) -> list[WindowRow]:
     """Whisper base, greedy, 2 threads, on each encoder window: time, word errors and how
     many utterances fell back to the full window."""
-    import soundfile as sf
     from faster_whisper import WhisperModel
 
     from pipecatapp.services.whisper_window import transcribe_utterance
@@ -92,8 +92,8 @@ def _window(work: Path, texts: tuple[str, ...], voices: tuple[str, ...],
     clips = []
     for v, voice in enumerate(voices):
         for i, text in enumerate(texts):
-            audio, _ = sf.read(str(espeak_wav(text, work / f"window-{v}-{i}.wav", voice=voice)),
-                               dtype="float32")
+            wav = espeak_wav(text, work / f"window-{v}-{i}.wav", voice=voice)
+            audio = read_audio(wav, 16000).samples.astype(np.float32) / 32768.0
             clips.append((text, audio))
     rows = []
     for window in windows:

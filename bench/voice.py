@@ -22,7 +22,6 @@ import re
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from bench.common import Table, fmt, median, percentile
 from devtools.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav, words
 from pipecatapp.embedded.server import LlamaServer
 from pipecatapp.errors import ConfigError
+from pipecatapp.transports.wavio import read_audio, write_wav
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -131,8 +131,7 @@ class VoiceRun:
 
 
 def _read(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    return read_audio(path, RATE, what="utterance").samples
 
 
 def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: float = 9.0,
@@ -183,11 +182,7 @@ def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: floa
         script = np.clip(script.astype(np.float64) + noise, -32768, 32767).astype(np.int16)
     pieces = [script]
     path = work / "script.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(np.concatenate(pieces).tobytes())
+    write_wav(path, np.concatenate(pieces).tobytes(), RATE)
     (work / "script.json").write_text(json.dumps([s.__dict__ for s in segments], indent=1))
     return Script(path, segments, cursor)
 

@@ -14,8 +14,9 @@ from pipecat.workers.runner import WorkerRunner
 from pipecatapp.config import AppConfig
 from pipecatapp.discovery import nomad_llm_url
 from pipecatapp.errors import EngineUnavailable, redact
+from pipecatapp.not_understood import SayNotUnderstoodFrame
 from pipecatapp.pipeline import build_worker
-from pipecatapp.resilience import ApologyPlayer
+from pipecatapp.resilience import ApologyPlayer, CannedSpeechPlayer, TurnFailedFrame
 from pipecatapp.services import factory
 from pipecatapp.timeline import AppClock, Timeline
 
@@ -72,11 +73,16 @@ class Engines:
         audio, rate = factory.render_apology(cfg, self.tts)
         self.llm = factory.build_llm(cfg, base_url)
 
-        def on_apology(reason: str) -> None:
-            timeline.llm_failed(reason)
+        def on_failure(frame: TurnFailedFrame) -> None:
+            timeline.turn_failed(frame.stage, frame.reason)
             timeline.apology()
 
-        self.apology = ApologyPlayer(audio, rate, on_apology=on_apology)
+        self.apology = ApologyPlayer(audio, rate, text=cfg.tts.apology, on_failure=on_failure)
+        sorry, sorry_rate = factory.render_not_understood(cfg, self.tts)
+        self.not_understood = CannedSpeechPlayer(
+            SayNotUnderstoodFrame, sorry, sorry_rate, text=factory.not_understood_text(cfg),
+            on_play=lambda f: timeline.not_understood_reply(f.reason, bool(sorry)),
+        )
 
 
 def _messages(context: LLMContext) -> list[dict[str, str]]:
@@ -109,6 +115,7 @@ async def run_session(
             llm=engines.llm,
             tts=engines.tts,
             apology=engines.apology,
+            not_understood=engines.not_understood,
             clock=clock,
             timeline=timeline,
             context=context,

@@ -1,6 +1,6 @@
 """``python -m pipecatapp``: parse flags, load the configuration, run the chosen transport.
 
-Errors the user can fix (bad setting, missing engine, malformed WAV) print one line and exit
+Errors the user can fix (bad setting, missing engine, unusable input audio) print one line and exit
 with status 2, without a traceback.
 """
 
@@ -17,7 +17,7 @@ from loguru import logger
 
 from pipecatapp.config import AppConfig, load_config
 from pipecatapp.errors import ConfigError, EngineUnavailable, redact
-from pipecatapp.transports.wavio import WavError
+from pipecatapp.transports.wavio import AudioFileError
 
 EXIT_USAGE = 2
 
@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file of settings (see the README (The voice app))")
     p.add_argument("-t", "--transport", choices=["webrtc", "local", "file"])
     p.add_argument("--profile", choices=["tuned", "stock"], help="latency defaults")
-    p.add_argument("--input", help="file transport: WAV of user speech")
+    p.add_argument("--input", help="file transport: user speech (WAV, FLAC or OGG, any rate)")
     p.add_argument("--output", help="file transport: WAV of the bot's speech")
     p.add_argument("--timeline", help="JSONL timeline of the session")
     p.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://host:8080/v1")
@@ -117,9 +117,10 @@ def run(cfg: AppConfig) -> int:
     logger.info(f"configuration: {cfg.redacted()}")
     if cfg.transport == "file":
         from pipecatapp.transports.file import FileTransport
-        from pipecatapp.transports.wavio import read_wav
+        from pipecatapp.transports.wavio import read_audio
 
-        speech = read_wav(cfg.file.input)  # a malformed WAV fails before anything loads
+        # A missing or malformed input fails before anything loads.
+        speech = read_audio(cfg.file.input, what="--input")
 
         def make(clock: Any, timeline: Any) -> Any:
             timeline.audio_from_frames = False
@@ -185,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(config_file=args.config, overrides=overrides_from(args))
         setup_logging(cfg)
         return run(cfg)
-    except (ConfigError, EngineUnavailable, WavError) as e:
+    except (ConfigError, EngineUnavailable, AudioFileError) as e:
         print(f"pipecatapp: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -39,6 +39,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "two short sentences of plain words: no lists, no markdown, no emoji."
 )
 DEFAULT_APOLOGY = "Sorry, I can't answer right now. Please try again in a moment."
+DEFAULT_NOT_UNDERSTOOD = "Sorry, I didn't catch that."
 
 TRANSPORTS = ("webrtc", "local", "file")
 PROFILES = ("tuned", "stock")
@@ -78,6 +79,11 @@ class STTConfig:
     compute_type: str = "int8"
     # Shortest Whisper encoder window for an utterance, seconds; 30 = Whisper's full window.
     window_secs: float = 10.0
+    # Bound on one utterance's decoding, seconds: Whisper's retries at higher temperatures
+    # start only while they fit; what is still unsure then counts as not understood.
+    max_secs: float = 0.6
+    # Mean token log-probability below which a transcript is unsure (not understood).
+    min_avg_logprob: float = -1.0
 
 
 @dataclass
@@ -92,6 +98,8 @@ class TTSConfig:
     melo_speaker: str = "EN-US"
     melo_speed: float = 1.0
     apology: str = DEFAULT_APOLOGY
+    # Said when the user's speech was not understood (never sent to the LLM); "off": silence.
+    not_understood: str = DEFAULT_NOT_UNDERSTOOD
     # A reply's first clause ("..., " of at least this many words) goes to TTS on its own,
     # before its sentence is complete; 0 = whole sentences only (stock).
     first_clause_words: int = 4
@@ -381,6 +389,8 @@ def validate(cfg: AppConfig) -> None:
     _between("stt.beam_size", cfg.stt.beam_size, 1, 10)
     _between("stt.cpu_threads", cfg.stt.cpu_threads, 1, 64)
     _between("stt.window_secs", cfg.stt.window_secs, 10.0, 30.0)
+    _between("stt.max_secs", cfg.stt.max_secs, 0.1, 60.0)
+    _between("stt.min_avg_logprob", cfg.stt.min_avg_logprob, -10.0, 0.0)
     _choice("stt.compute_type", cfg.stt.compute_type, ("int8", "int8_float32", "float32"))
     if not cfg.stt.language:
         raise ConfigError("stt.language", "must be a language code such as en")
@@ -396,6 +406,8 @@ def validate(cfg: AppConfig) -> None:
     _between("tts.melo_speed", cfg.tts.melo_speed, 0.25, 4.0)
     if not cfg.tts.apology.strip():
         raise ConfigError("tts.apology", "must be a sentence to speak when the LLM fails")
+    if not cfg.tts.not_understood.strip():
+        raise ConfigError("tts.not_understood", "must be a sentence to speak, or off")
     _between("vad.confidence", cfg.vad.confidence, 0.0, 1.0)
     _between("vad.start_secs", cfg.vad.start_secs, 0.0, 2.0)
     _between("vad.stop_secs", cfg.vad.stop_secs, 0.0, 5.0)

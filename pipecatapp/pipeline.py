@@ -1,8 +1,8 @@
 """The voice pipeline, in processor order, and the worker that runs it.
 
 transport in -> (half-duplex gate) -> STT -> user aggregator (VAD, turn strategies,
-interruptions, half-duplex mute) -> LLM -> TTS -> apology player -> transport out ->
-assistant aggregator
+interruptions, half-duplex mute) -> LLM -> fault guard -> TTS -> apology player ->
+not-understood player -> transport out -> spoken-text tap -> assistant aggregator
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ from pipecat.turns.user_stop import (
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from pipecatapp.config import AppConfig
+from pipecatapp.fault_guard import TurnFaultGuard
 from pipecatapp.halfduplex import HalfDuplexGate
+from pipecatapp.not_understood import NotUnderstoodUserTurnStopStrategy
+from pipecatapp.spoken_text import SpokenTextTap
 from pipecatapp.timeline import AppClock, Timeline, TimelineObserver
 from pipecatapp.turnstop import SentenceEndUserTurnStopStrategy
 
@@ -65,6 +68,8 @@ def user_params(cfg: AppConfig) -> LLMUserAggregatorParams:
         ]
     else:
         stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=cfg.turn.speech_timeout)]
+    # A turn the STT did not understand ends at its verdict (and never runs the LLM).
+    stop.append(NotUnderstoodUserTurnStopStrategy())
     start = [
         VADUserTurnStartStrategy(enable_interruptions=cfg.turn.interruptions),
         TranscriptionUserTurnStartStrategy(enable_interruptions=cfg.turn.interruptions),
@@ -73,6 +78,8 @@ def user_params(cfg: AppConfig) -> LLMUserAggregatorParams:
         vad_analyzer=vad,
         user_turn_strategies=UserTurnStrategies(start=start, stop=stop),
         user_mute_strategies=[AlwaysUserMuteStrategy()] if cfg.turn.half_duplex else [],
+        # A turn without a transcript never runs the LLM (see pipecatapp/not_understood.py).
+        empty_user_turn=None,
     )
 
 
@@ -88,6 +95,7 @@ def build_worker(
     timeline: Timeline,
     context: LLMContext | None = None,
     rtvi: bool = False,
+    not_understood: FrameProcessor | None = None,
 ) -> PipelineWorker:
     context = context if context is not None else LLMContext()
     aggregators = LLMContextAggregatorPair(context, user_params=user_params(cfg))
@@ -99,9 +107,12 @@ def build_worker(
             stt,
             aggregators.user(),
             llm,
+            TurnFaultGuard(tts),
             tts,
             apology,
+            *([not_understood] if not_understood is not None else []),
             transport.output(),
+            SpokenTextTap(timeline),
             aggregators.assistant(),
         ]
     )

@@ -23,6 +23,7 @@ from pipecat.frames.frames import (
     ErrorFrame,
     InterimTranscriptionFrame,
     InterruptionFrame,
+    LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -37,6 +38,7 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
 from pipecatapp.errors import redact
+from pipecatapp.not_understood import SpeechNotUnderstoodFrame
 
 
 class AppClock(BaseClock):
@@ -75,6 +77,8 @@ class Turn:
     llm_first_token: float | None = None
     llm_end: float | None = None
     llm_chars: int = 0
+    reply: str = ""  # what the LLM generated for this turn
+    spoken: list[str] = field(default_factory=list)  # what the output really played
     llm_error: str | None = None
     tts_first_audio: float | None = None
     bot_audio_start: float | None = None
@@ -85,6 +89,8 @@ class Turn:
     barge_in_onset: float | None = None
     pipecat_latency: float | None = None
     llm_started: bool = False
+    not_understood: str | None = None  # no_transcript / low_confidence / noise
+    closed: bool = False  # the user's turn is over without an LLM answer (not understood)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -109,11 +115,14 @@ class Turn:
             "llm_first_token": r(self.llm_first_token),
             "llm_end": r(self.llm_end),
             "llm_chars": self.llm_chars,
+            "reply": self.reply.strip(),
+            "spoken": " ".join(t.strip() for t in self.spoken if t.strip()),
             "llm_error": self.llm_error,
             "tts_first_audio": r(self.tts_first_audio),
             "bot_audio_start": r(self.bot_audio_start),
             "bot_audio_stop": r(self.bot_audio_stop),
             "apology": self.apology,
+            "not_understood": self.not_understood,
             "interrupted": self.interrupted,
             "barge_in_onset": r(self.barge_in_onset),
             "barge_in_latency": r(barge),
@@ -156,6 +165,8 @@ class Timeline:
         t = self._current
         if t is None or t.apology or t.bot_audio_start is not None:
             return False
+        if t.closed and not t.extra.get("reply_pending"):
+            return False
         if t.llm_end is not None and t.llm_chars == 0:
             return False
         return bool(t.text.strip()) or t.user_speech_start is not None
@@ -187,7 +198,15 @@ class Timeline:
         turn.extra["_written"] = True
         summary = turn.summary()
         summary.pop("_written", None)
-        if not summary["audio"]:
+        summary.pop("reply_pending", None)
+        if turn.not_understood == "noise":
+            # not a user turn: a sound the VAD took for speech, answered with silence
+            self.write("noise", t=turn.user_speech_start, turn=turn.index,
+                       heard=turn.extra.get("heard", ""))
+            return
+        if not summary["audio"] and turn.not_understood:
+            summary["no_audio_reason"] = f"not understood ({turn.not_understood})"
+        elif not summary["audio"]:
             reason = turn.llm_error or ("no transcript" if not turn.text.strip() else "no audio")
             summary["no_audio_reason"] = reason
             logger.warning(f"turn {turn.index} produced no audio: {reason}")
@@ -227,10 +246,51 @@ class Timeline:
         self._speaking = None
         self._maybe_finish(turn)
 
+    def spoken_text(self, text: str, t: float | None = None) -> None:
+        """The output played ``text`` (a sentence of bot speech, pushed after its audio)."""
+        turn = self._speaking or self._current
+        if turn is None:
+            return
+        turn.spoken.append(text)
+        self.write("bot_spoken", t=t, turn=turn.index, text=text.strip())
+
+    def not_understood(self, reason: str, text: str, **fields: Any) -> None:
+        """The STT's verdict: the current turn's speech was not understood."""
+        turn = self._current or self._new_turn()
+        self._current = turn
+        turn.not_understood = reason
+        turn.closed = True
+        if reason == "stt_failed":
+            turn.extra["failed_stage"] = "stt"
+        if text:
+            turn.extra["heard"] = text.strip()
+        turn.extra["reply_pending"] = reason != "noise"
+        self.write("not_understood", turn=turn.index, reason=reason, heard=text.strip(),
+                   **fields)
+        if reason == "noise" and turn is not self._speaking:
+            self._current = None
+            self._finish_turn(turn)
+
+    def not_understood_reply(self, reason: str, audible: bool) -> None:
+        """The bot says it did not catch that (or stays silent: ``tts.not_understood`` off)."""
+        turn = self._current or self._new_turn()
+        turn.extra["reply_pending"] = False
+        self.write("not_understood_reply", turn=turn.index, reason=reason, audible=audible)
+
     def apology(self) -> None:
         turn = self._current or self._new_turn()
         turn.apology = True
         self.write("apology", turn=turn.index)
+
+    def turn_failed(self, stage: str, reason: str) -> None:
+        """A stage (llm, tts, stt) failed this turn; the apology follows."""
+        if stage == "llm":
+            self.llm_failed(reason)
+            return
+        turn = self._current or self._new_turn()
+        turn.extra["failed_stage"] = stage
+        turn.extra["error"] = redact(reason)
+        self.write("turn_failed", turn=turn.index, stage=stage, error=turn.extra["error"])
 
     def llm_failed(self, reason: str) -> None:
         turn = self._current or self._new_turn()
@@ -243,7 +303,7 @@ class Timeline:
         if isinstance(frame, VADUserStartedSpeakingFrame):
             onset = t - frame.start_secs
             self.write("vad_start", t=t, speech_start=round(onset, 4))
-            if self._current is None or self._current.llm_started:
+            if self._current is None or self._current.llm_started or self._current.closed:
                 previous = self._current
                 self._current = self._new_turn()
                 self._maybe_finish(previous)
@@ -281,6 +341,7 @@ class Timeline:
                     turn.llm_first_token = t
                     self.write("llm_first_token", t=t, turn=turn.index)
                 turn.llm_chars += len(frame.text)
+                turn.reply += frame.text
         elif isinstance(frame, LLMFullResponseEndFrame):
             turn = self._current
             if turn is not None:
@@ -306,6 +367,15 @@ class Timeline:
             self.write("bot_stopped_speaking", t=t)
             if self.audio_from_frames:
                 self.bot_audio_stopped(t)
+        elif isinstance(frame, LLMContextFrame):
+            messages = frame.context.get_messages()
+            chars = sum(len(m["content"]) for m in messages
+                        if isinstance(m, dict) and isinstance(m.get("content"), str))
+            self.write("llm_context", t=t, turn=self._current.index if self._current else None,
+                       messages=len(messages), chars=chars)
+        elif isinstance(frame, SpeechNotUnderstoodFrame):
+            self.not_understood(frame.reason, frame.text, stt_secs=frame.stt_secs,
+                                attempts=frame.attempts, cut=frame.cut)
         elif isinstance(frame, ErrorFrame):
             self.write("error", t=t, error=redact(str(frame.error)))
 
@@ -363,6 +433,8 @@ class TimelineObserver(BaseObserver):
         InterruptionFrame,
         BotStartedSpeakingFrame,
         BotStoppedSpeakingFrame,
+        SpeechNotUnderstoodFrame,
+        LLMContextFrame,
         ErrorFrame,
     )
 

@@ -48,6 +48,8 @@ def build_stt(cfg: AppConfig) -> STTService:
             language=s.language,
             compute_type=s.compute_type,
             window_secs=s.window_secs,
+            max_secs=s.max_secs,
+            min_avg_logprob=s.min_avg_logprob,
         )
     if s.engine == "realtimestt":
         from pipecatapp.embedded import models
@@ -113,6 +115,24 @@ def render_apology(cfg: AppConfig, tts: TTSService) -> tuple[bytes, int]:
     from pipecatapp.services.tts_common import render_speech
 
     return render_speech(tts, cfg.tts.apology)
+
+
+def not_understood_text(cfg: AppConfig) -> str:
+    """The sentence said for speech not understood; empty when ``tts.not_understood`` is off."""
+    text = cfg.tts.not_understood.strip()
+    return "" if text.lower() == "off" else text
+
+
+def render_not_understood(cfg: AppConfig, tts: TTSService) -> tuple[bytes, int]:
+    """"Sorry, I didn't catch that." as PCM16 mono and its rate, synthesized at start-up
+    (no audio when the setting is off)."""
+    from pipecatapp.services.tts_common import render_speech, trim_lead_in
+
+    text = not_understood_text(cfg)
+    if not text:
+        return b"", 24000
+    pcm, rate = render_speech(tts, text)
+    return trim_lead_in(pcm, rate)[0], rate
 
 
 def build_llm(cfg: AppConfig, base_url: str) -> LocalOpenAILLMService:

@@ -23,7 +23,10 @@ from pipecat.services.whisper.stt import WhisperSTTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
-from pipecatapp.errors import ConfigError, EngineUnavailable
+from pipecatapp.errors import ConfigError, EngineUnavailable, redact
+from pipecatapp.not_understood import STT_FAILED, SpeechNotUnderstoodFrame
+from pipecatapp.services.bounded_whisper import MIN_AVG_LOGPROB, judge, transcribe_bounded
+from pipecatapp.services.conditioning import condition
 from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, transcribe_utterance
 
 # Speech end -> final transcript, p99, for Whisper base int8 on a busy 2-core CPU
@@ -121,6 +124,8 @@ class WhisperSTT(WhisperSTTService):
         window_secs: float = FULL_WINDOW_SECS,
         warm_up: bool = True,
         ttfs_p99_latency: float = DEFAULT_TTFS_P99_SECS,
+        max_secs: float | None = None,
+        min_avg_logprob: float = MIN_AVG_LOGPROB,
         **kwargs: Any,
     ) -> None:
         """Load the model (once) and, unless ``warm_up`` is False, warm it up.
@@ -134,6 +139,10 @@ class WhisperSTT(WhisperSTTService):
             window_secs: shortest encoder window for an utterance (30 = always the full one).
             warm_up: transcribe a second of silence now, so the first turn is not slow.
             ttfs_p99_latency: speech end -> transcript p99 the turn strategy may wait for.
+            max_secs: bound on one utterance's decoding (retries that would run past it are
+                not started) and judge each utterance: what was not understood becomes a
+                SpeechNotUnderstoodFrame instead of text. None: one transcription, as before.
+            min_avg_logprob: below this mean token log-probability a transcript is unsure.
             **kwargs: passed to pipecat's SegmentedSTTService.
         """
         check_whisper_settings(
@@ -142,6 +151,8 @@ class WhisperSTT(WhisperSTTService):
         )
         self._beam_size = beam_size
         self._window_secs = window_secs
+        self._max_secs = max_secs
+        self._min_avg_logprob = min_avg_logprob
         self._cpu_threads = cpu_threads
         self.load_secs = 0.0
         self.warm_up_secs = 0.0
@@ -196,7 +207,8 @@ class WhisperSTT(WhisperSTTService):
         return self.warm_up_secs
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
-        """Transcribe one VAD segment (16-bit mono PCM) with the configured beam."""
+        """Transcribe one VAD segment (16-bit mono PCM) with the configured beam; with
+        ``max_secs`` set, within that bound and judged (see services/bounded_whisper)."""
         if not self._model:
             yield ErrorFrame("Whisper model not available")
             return
@@ -204,19 +216,30 @@ class WhisperSTT(WhisperSTTService):
         await self.start_processing_metrics()
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
         no_speech = self._settings.no_speech_prob
-        heard = await asyncio.to_thread(
-            transcribe_utterance,
-            self._model,
-            samples,
-            window_secs=self._window_secs,
-            beam_size=self._beam_size,
-            language=self._language_code(),
-            hotwords=self._settings.hotwords or None,
-            initial_prompt=self._settings.initial_prompt or None,
-            no_speech_threshold=no_speech if isinstance(no_speech, float) else None,
-        )
-        text = heard.text
-        await self.stop_processing_metrics()
+        options: dict[str, Any] = {
+            "window_secs": self._window_secs,
+            "beam_size": self._beam_size,
+            "language": self._language_code(),
+            "hotwords": self._settings.hotwords or None,
+            "initial_prompt": self._settings.initial_prompt or None,
+        }
+        if self._max_secs is not None:
+            outcome = await self._judged(self._model, samples, options)
+            await self.stop_processing_metrics()
+            if isinstance(outcome, SpeechNotUnderstoodFrame):
+                yield outcome
+                return
+            text = outcome
+        else:
+            heard = await asyncio.to_thread(
+                transcribe_utterance,
+                self._model,
+                samples,
+                no_speech_threshold=no_speech if isinstance(no_speech, float) else None,
+                **options,
+            )
+            text = heard.text
+            await self.stop_processing_metrics()
 
         if text:
             await self._handle_transcription(text, True, self._settings.language)
@@ -224,3 +247,35 @@ class WhisperSTT(WhisperSTTService):
             yield TranscriptionFrame(
                 text, self._user_id, time_now_iso8601(), self._settings.language
             )
+
+    async def _judged(
+        self, model: WhisperModel, samples: np.ndarray, options: dict[str, Any]
+    ) -> str | SpeechNotUnderstoodFrame:
+        """Condition the utterance (telephone band) and decode it within the bound: the text
+        if understood, else the verdict as a frame (an engine error included)."""
+        assert self._max_secs is not None
+        try:
+            decoded = await asyncio.to_thread(
+                transcribe_bounded,
+                model,
+                condition(samples),
+                max_secs=self._max_secs,
+                min_avg_logprob=self._min_avg_logprob,
+                **options,
+            )
+        except Exception as e:  # the engine failed on this utterance: the turn apologizes
+            reason = redact(f"{type(e).__name__}: {e}")
+            logger.error(f"{self}: transcription failed ({reason})")
+            return SpeechNotUnderstoodFrame(reason=STT_FAILED, error=reason)
+        verdict = judge(decoded, samples, min_avg_logprob=self._min_avg_logprob)
+        logger.debug(
+            f"{self}: {verdict.kind} [{decoded.text}] in {decoded.secs:.2f}s, "
+            f"{decoded.attempts} decode(s), avg_logprob {decoded.avg_logprob:.2f}"
+            f"{', retries cut by the bound' if decoded.cut else ''}"
+        )
+        if verdict.understood:
+            return verdict.text
+        return SpeechNotUnderstoodFrame(
+            reason=verdict.kind, text=decoded.text, stt_secs=round(decoded.secs, 3),
+            attempts=decoded.attempts, cut=decoded.cut,
+        )

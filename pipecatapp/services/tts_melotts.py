@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 from loguru import logger
-from pipecat.frames.frames import ErrorFrame, Frame
+from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
+from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.tracing.service_decorators import traced_tts
 
 from pipecatapp.errors import ConfigError, EngineUnavailable
@@ -190,7 +191,11 @@ class MeloTTSService(TTSService):
                 yield frame
         except Exception as e:
             logger.error(f"{self}: MeloTTS synthesis failed: {e}")
-            yield ErrorFrame(error=f"MeloTTS synthesis failed: {e}")
+            # Upstream at once, so the fault guard stops the turn and apologizes.
+            await self.push_error(
+                error_msg=f"MeloTTS synthesis failed: {e}", exception=e,
+                category=ErrorCategory.UNKNOWN,  # one sentence failed: the engine stays usable
+            )
         finally:
             await self.stop_ttfb_metrics()
         if not produced and text.strip():

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from pipecat.frames.frames import ErrorFrame, Frame
+from pipecat.frames.frames import Frame
 from pipecat.services.piper.tts import PiperTTSService
+from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.tracing.service_decorators import traced_tts
 from piper import PiperVoice, SynthesisConfig
 
@@ -137,7 +138,11 @@ class PiperTTS(PiperTTSService):
                 yield frame
         except Exception as e:
             logger.error(f"{self}: synthesis failed: {e}")
-            yield ErrorFrame(error=f"Piper synthesis failed: {e}")
+            # Upstream at once, so the fault guard stops the turn and apologizes.
+            await self.push_error(
+                error_msg=f"Piper synthesis failed: {e}", exception=e,
+                category=ErrorCategory.UNKNOWN,  # one sentence failed: the engine stays usable
+            )
         finally:
             await self.stop_ttfb_metrics()
         if not produced and text.strip():

@@ -60,7 +60,26 @@ def window_for(audio_secs: float, window_secs: float) -> float | None:
     return window if window < FULL_WINDOW_SECS else None
 
 
-def transcribe_window(
+@dataclass(frozen=True)
+class WindowDecode:
+    """One greedy/beam pass on a short window, with the scores that judge it."""
+
+    text: str
+    no_speech_prob: float
+    window: float
+    avg_logprob: float
+    compression_ratio: float
+    hit_token_bound: bool
+
+    @property
+    def suspect(self) -> bool:
+        """Whether the decode looks unreliable (a loop, a repetition, low confidence)."""
+        return self.hit_token_bound or (bool(self.text) and (
+            self.compression_ratio > _MAX_COMPRESSION_RATIO or self.avg_logprob < _MIN_AVG_LOGPROB
+        ))
+
+
+def decode_window(
     model: WhisperModel,
     samples: np.ndarray,
     *,
@@ -70,13 +89,9 @@ def transcribe_window(
     hotwords: str | None = None,
     initial_prompt: str | None = None,
     sample_rate: int = 16000,
-) -> WindowResult | None:
-    """Transcribe ``samples`` (float32 mono, 16 kHz) on a short encoder window.
-
-    Returns ``None`` when the utterance is too long for a short window or the decode looks
-    unreliable (hit its token bound, repeats itself, low confidence): the caller then runs
-    the full-window transcription instead.
-    """
+) -> WindowDecode | None:
+    """Decode ``samples`` (float32 mono, 16 kHz) once on a short encoder window and return
+    the text with its scores; ``None`` when the utterance is too long for a short window."""
     window = window_for(len(samples) / sample_rate, window_secs)
     if window is None or len(samples) == 0:
         return None
@@ -102,15 +117,42 @@ def transcribe_window(
         suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
     )[0]
     tokens = result.sequences_ids[0]
-    if len(tokens) >= max_new:
-        return None  # ran into the bound: a loop, not a sentence
     text = tokenizer.decode(tokens).strip()
     avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else 0.0
-    if text and (
-        get_compression_ratio(text) > _MAX_COMPRESSION_RATIO or avg_logprob < _MIN_AVG_LOGPROB
-    ):
+    return WindowDecode(
+        text=text,
+        no_speech_prob=float(result.no_speech_prob),
+        window=window,
+        avg_logprob=float(avg_logprob),
+        compression_ratio=get_compression_ratio(text) if text else 0.0,
+        hit_token_bound=len(tokens) >= max_new,
+    )
+
+
+def transcribe_window(
+    model: WhisperModel,
+    samples: np.ndarray,
+    *,
+    window_secs: float,
+    beam_size: int,
+    language: str | None,
+    hotwords: str | None = None,
+    initial_prompt: str | None = None,
+    sample_rate: int = 16000,
+) -> WindowResult | None:
+    """Transcribe ``samples`` (float32 mono, 16 kHz) on a short encoder window.
+
+    Returns ``None`` when the utterance is too long for a short window or the decode looks
+    unreliable (hit its token bound, repeats itself, low confidence): the caller then runs
+    the full-window transcription instead.
+    """
+    decoded = decode_window(
+        model, samples, window_secs=window_secs, beam_size=beam_size, language=language,
+        hotwords=hotwords, initial_prompt=initial_prompt, sample_rate=sample_rate,
+    )
+    if decoded is None or decoded.suspect:
         return None
-    return WindowResult(text, float(result.no_speech_prob), window)
+    return WindowResult(decoded.text, decoded.no_speech_prob, decoded.window)
 
 
 def transcribe_utterance(

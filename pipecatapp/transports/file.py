@@ -27,7 +27,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
 from pipecatapp.timeline import AppClock, Timeline
-from pipecatapp.transports.wavio import Speech, speech_segments, write_wav
+from pipecatapp.transports.wavio import PlacedWavWriter, Speech, speech_segments
 
 FRAME_SECS = 0.02
 VOICED_PEAK = 200  # int16 peak above which an output chunk counts as speech
@@ -124,7 +124,7 @@ class FileOutputTransport(BaseOutputTransport):
         self._clock = clock
         self._timeline = timeline
         self._path = path
-        self._segments: list[tuple[float, bytes]] = []
+        self._writer: PlacedWavWriter | None = None  # opened at the first chunk (its rate)
         self._cursor = 0.0  # app-clock time where the next written audio starts
         self._voiced_end: float | None = None  # end of the last voiced chunk while playing
         self._playing = False
@@ -143,7 +143,10 @@ class FileOutputTransport(BaseOutputTransport):
             self._cursor = now  # the device was idle: this chunk starts playing now
         begin = self._cursor
         seconds = len(frame.audio) / 2 / frame.sample_rate / max(1, frame.num_channels)
-        self._segments.append((begin, frame.audio))
+        if self._writer is None and not self._written:
+            self._writer = PlacedWavWriter(self._path, frame.sample_rate)
+        if self._writer is not None:
+            self._writer.place(begin, frame.audio)  # straight to disk, on the app clock
         self._cursor = begin + seconds
         samples = np.frombuffer(frame.audio, dtype=np.int16)
         if samples.size and int(np.abs(samples).max()) > VOICED_PEAK:
@@ -191,14 +194,10 @@ class FileOutputTransport(BaseOutputTransport):
         if self._written:
             return
         self._written = True
-        rate = self.sample_rate or 24000
-        end = max([b + len(a) / 2 / rate for b, a in self._segments], default=0.0)
-        buf = np.zeros(int(end * rate) + 1, dtype=np.int16)
-        for begin, audio in self._segments:
-            samples = np.frombuffer(audio, dtype=np.int16)
-            at = round(begin * rate)
-            buf[at : at + samples.size] = samples[: max(0, buf.size - at)]
-        write_wav(self._path, buf.tobytes(), rate)
+        writer = self._writer or PlacedWavWriter(self._path, self.sample_rate or 24000)
+        self._writer = None
+        end = writer.seconds
+        writer.close()
         logger.info(f"file output: wrote {end:.1f} s of audio to {self._path}")
 
 

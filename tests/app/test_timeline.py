@@ -113,3 +113,64 @@ async def test_half_duplex_gate_silences_the_microphone_while_the_bot_speaks():
     assert not gate.muted
     down, _ = await run_test(gate, frames_to_send=[InputAudioRawFrame(loud, 16000, 1)])
     assert [f.audio for f in down if isinstance(f, InputAudioRawFrame)] == [loud]
+
+
+def test_turn_records_the_reply_and_what_was_spoken(tmp_path):
+    """``reply`` is what the LLM generated, ``spoken`` what the output played: after a
+    barge-in only the sentences played before it."""
+    tl = Timeline(AppClock(), tmp_path / "t.jsonl")
+    tl.audio_from_frames = False
+    tl.on_frame(VADUserStartedSpeakingFrame(start_secs=0.064), 1.1)
+    tl.on_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2), 2.7)
+    tl.on_frame(TranscriptionFrame("Tell me a story.", "user", "now"), 3.0)
+    tl.on_frame(LLMFullResponseStartFrame(), 3.01)
+    for piece in ("Once upon a time", " there was a dragon.", " It flew far away."):
+        tl.on_frame(LLMTextFrame(piece), 3.1)
+    tl.on_frame(LLMFullResponseEndFrame(), 3.2)
+    tl.bot_audio_started(3.5)
+    tl.spoken_text("Once upon a time there was a dragon.", 5.0)
+    tl.on_frame(VADUserStartedSpeakingFrame(start_secs=0.064), 5.5)
+    tl.on_frame(InterruptionFrame(), 5.5)
+    tl.bot_audio_stopped(5.6)
+    tl.on_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2), 6.5)
+    tl.on_frame(TranscriptionFrame("What is two plus two?", "user", "now"), 6.8)
+    tl.on_frame(LLMFullResponseStartFrame(), 6.81)
+    tl.on_frame(LLMTextFrame("Four."), 6.9)
+    tl.on_frame(LLMFullResponseEndFrame(), 6.95)
+    tl.bot_audio_started(7.2)
+    tl.spoken_text("Four.", 7.6)
+    tl.bot_audio_stopped(7.8)
+    tl.close()
+    first, second = tl.turn_summaries()
+    assert first["reply"] == "Once upon a time there was a dragon. It flew far away."
+    assert first["spoken"] == "Once upon a time there was a dragon."
+    assert first["interrupted"] is True
+    assert second["reply"] == second["spoken"] == "Four."
+    assert [e["text"] for e in tl.events if e["event"] == "bot_spoken"] == [
+        "Once upon a time there was a dragon.", "Four."]
+
+
+def test_not_understood_turn_and_noise(tmp_path):
+    """A turn not understood is recorded with its reason and closed (the next utterance is a
+    new turn); a noise verdict writes a noise event, not a turn."""
+    from pipecatapp.not_understood import SpeechNotUnderstoodFrame
+
+    tl = Timeline(AppClock(), tmp_path / "t.jsonl")
+    tl.audio_from_frames = False
+    tl.on_frame(VADUserStartedSpeakingFrame(start_secs=0.064), 1.1)
+    tl.on_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2), 3.2)
+    tl.on_frame(SpeechNotUnderstoodFrame(reason="low_confidence", text="Smelph now"), 3.5)
+    tl.not_understood_reply("low_confidence", True)
+    tl.bot_audio_started(3.6)
+    tl.spoken_text("Sorry, I didn't catch that.", 4.8)
+    tl.bot_audio_stopped(5.0)
+    tl.on_frame(VADUserStartedSpeakingFrame(start_secs=0.064), 6.1)
+    tl.on_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2), 6.5)
+    tl.on_frame(SpeechNotUnderstoodFrame(reason="noise", text="you"), 6.8)
+    tl.close()
+    (turn,) = tl.turn_summaries()
+    assert turn["not_understood"] == "low_confidence" and turn["heard"] == "Smelph now"
+    assert turn["spoken"] == "Sorry, I didn't catch that." and turn["text"] == ""
+    assert abs(turn["voice_to_voice"] - 0.6) < 1e-6  # speech ended at 3.2 - 0.2
+    (noise,) = [e for e in tl.events if e["event"] == "noise"]
+    assert noise["heard"] == "you" and noise["turn"] == 2

@@ -106,6 +106,13 @@ def test_barge_in_stops_the_bot_and_answers_the_new_question(
     story_said = " ".join(m["content"] for m in context[:asked] if m["role"] == "assistant")
     assert len(story_said) < first["llm_chars"], (story_said, first["llm_chars"])
     assert context[-1]["role"] == "assistant" and "paris" in context[-1]["content"].lower()
+    # The turn records say the same: the whole reply generated, and the part that was heard
+    # (whole sentences played before the barge-in; none if it came in the first sentence).
+    assert len(first["spoken"]) < len(first["reply"]), first
+    assert first["spoken"].split() == story_said.split(), (first["spoken"], story_said)
+    assert first["reply"].startswith(first["spoken"].split(".")[0]), first
+    assert "paris" in second["spoken"].lower(), second
+    assert second["spoken"].split() == second["reply"].split(), second
 
 
 def _wait_for(timeline: Path, proc: subprocess.Popen, predicate, timeout: float) -> dict:
@@ -150,6 +157,7 @@ def test_llm_down_apologizes_then_recovers(tmp_path, espeak_wav, transcribe):
     assert all("france" in t["text"].lower() for t in spoken), [t["text"] for t in spoken]
     assert [t["apology"] for t in spoken] == [False, True, False]
     assert spoken[1]["llm_error"]
+    assert spoken[1]["spoken"].startswith("Sorry, I can't answer"), spoken[1]
     heard = [_heard(transcribe, out, t, tmp_path / f"reply{t['turn']}.wav") for t in spoken]
     assert "paris" in heard[0], heard
     assert "sorry" in heard[1], heard

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from pipecatapp.transports.wavio import read_audio
+
 # The user's voice: espeak-ng's en-us+m3 at 120 wpm, which Whisper base hears word for word
 # in these questions (the default en-us voice at 160 wpm is heard as "capital and friends").
 USER_VOICE = "en-us+m3"
@@ -22,8 +24,8 @@ RATE = 16000
 
 
 def read_pcm(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16), w.getframerate()
+    speech = read_audio(path, None, what="test audio", min_seconds=0)
+    return speech.samples, speech.sample_rate
 
 
 def compose(path: Path, parts: Sequence[tuple[float, Path]], total: float) -> Path:
