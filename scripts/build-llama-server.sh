@@ -58,11 +58,11 @@ drop_variants=()
 case "$flavor:$arch" in
   portable:x86_64)
     flags+=(-DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
-      '-DCMAKE_INSTALL_RPATH=$ORIGIN' -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON)
+      "-DCMAKE_INSTALL_RPATH=\$ORIGIN" -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON)
     drop_variants=(sapphirerapids ivybridge piledriver cannonlake cooperlake) ;;
   portable:aarch64)
     flags+=(-DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
-      '-DCMAKE_INSTALL_RPATH=$ORIGIN' -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON) ;;
+      "-DCMAKE_INSTALL_RPATH=\$ORIGIN" -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON) ;;
   portable:*)
     # no runtime dispatch upstream for this architecture: a generic build
     flags+=(-DBUILD_SHARED_LIBS=OFF) ;;
