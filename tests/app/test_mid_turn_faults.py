@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +35,7 @@ from tests.app.voice import (
     duration,
     events,
     turns,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -79,17 +79,6 @@ def _event(timeline: Path, name: str, turn: int) -> dict[str, Any]:
 # -- the LLM server killed mid-stream ------------------------------------------------------
 
 
-def _wait_for(timeline: Path, proc: subprocess.Popen, predicate: Callable[[dict], bool],
-              timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for event in events(timeline):
-            if predicate(event):
-                return event
-        assert proc.poll() is None, "the app exited early"
-        time.sleep(0.02)
-    raise AssertionError(f"timed out; timeline: {events(timeline)[-10:]}")
-
 
 def test_llm_server_killed_mid_stream(tmp_path, espeak_wav, transcribe):
     wav = _conversation(espeak_wav, tmp_path, [FRANCE, STORY, FRANCE], gap=13.0)
@@ -103,7 +92,7 @@ def test_llm_server_killed_mid_stream(tmp_path, espeak_wav, transcribe):
     )
     try:
         # The story is streaming: kill the server for real, no goodbye.
-        _wait_for(timeline, app, lambda e: e["event"] == "llm_first_token" and e["turn"] == 2,
+        wait_for(timeline, app, lambda e: e["event"] == "llm_first_token" and e["turn"] == 2,
                   90)
         assert server.pid is not None
         os.kill(server.pid, signal.SIGKILL)

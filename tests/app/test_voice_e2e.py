@@ -8,7 +8,6 @@ Each test asserts on the user transcript first, so a failure says which stage br
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from tests.app.voice import (
     read_pcm,
     run_app,
     turns,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -115,16 +115,6 @@ def test_barge_in_stops_the_bot_and_answers_the_new_question(
     assert second["spoken"].split() == second["reply"].split(), second
 
 
-def _wait_for(timeline: Path, proc: subprocess.Popen, predicate, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for event in events(timeline):
-            if predicate(event):
-                return event
-        assert proc.poll() is None, "the app exited early"
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; timeline: {events(timeline)[-10:]}")
-
 
 def test_llm_down_apologizes_then_recovers(tmp_path, espeak_wav, transcribe):
     """One session: answered; the server is stopped -> the apology is heard; the server is
@@ -143,9 +133,9 @@ def test_llm_down_apologizes_then_recovers(tmp_path, espeak_wav, transcribe):
         env=app_env(), stdout=subprocess.DEVNULL, stderr=(tmp_path / "app.log").open("w"),
     )
     try:
-        _wait_for(timeline, app, lambda e: e["event"] == "bot_audio_stop", 60)
+        wait_for(timeline, app, lambda e: e["event"] == "bot_audio_stop", 60)
         server.stop()  # the LLM goes away between the first and the second question
-        _wait_for(timeline, app, lambda e: e["event"] == "apology", 60)
+        wait_for(timeline, app, lambda e: e["event"] == "apology", 60)
         server = LlamaServer(models.smollm2_gguf(), port=port, log_path=tmp_path / "llm2.log")
         server.start().wait_ready(120)  # ... and comes back before the third
         assert app.wait(timeout=120) == 0, (tmp_path / "app.log").read_text()[-4000:]

@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,19 @@ def events(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(timeline: Path, proc: subprocess.Popen, predicate: Callable[[dict], bool],
+             timeout: float) -> dict[str, Any]:
+    """The first timeline event matching ``predicate``, while the app process is still alive."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in events(timeline):
+            if predicate(event):
+                return event
+        assert proc.poll() is None, "the app exited early"
+        time.sleep(0.02)
+    raise AssertionError(f"timed out; timeline: {events(timeline)[-10:]}")
 
 
 def turns(path: Path) -> list[dict[str, Any]]:

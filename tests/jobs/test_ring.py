@@ -75,6 +75,23 @@ def _listening(run: RingRun, rank: int) -> str:
                           capture_output=True, text=True, timeout=10, check=True).stdout
 
 
+
+def _answering_and_watched(run) -> Path:
+    """Wait until the ring answers and the watchdog has seen it healthy (and restarted
+    nothing); return the watchdog's log."""
+    try:
+        run.wait_answering(240)
+    except TimeoutError:
+        pytest.fail(f"ring never answered\n{run.logs()}")
+    watchdog_log = run.client.by_group("watchdog").log_path
+    deadline = time.monotonic() + 60
+    while "ring answers" not in watchdog_log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"watchdog never saw the ring\n{run.logs()}"
+        time.sleep(0.5)
+    assert run.fake.restarts == [], "the watchdog restarted a healthy ring"
+    return watchdog_log
+
+
 def test_ring_streams_an_answer(engine: tuple[str, Path], smollm2: Path, tmp_path: Path):
     name, bin_dir = engine
     with ring(name, smollm2, bin_dir, tmp_path) as run:
@@ -139,16 +156,7 @@ def test_watchdog_restarts_the_whole_ring_when_any_rank_dies(
     name, bin_dir = engine
     with ring(name, smollm2, bin_dir, tmp_path, watchdog=True, subnet="10.231.78",
               watchdog_interval=interval, probe_timeout=10, load_grace=60) as run:
-        try:
-            run.wait_answering(240)
-        except TimeoutError:
-            pytest.fail(f"ring never answered\n{run.logs()}")
-        watchdog_log = run.client.by_group("watchdog").log_path
-        deadline = time.monotonic() + 60
-        while "ring answers" not in watchdog_log.read_text(errors="replace"):
-            assert time.monotonic() < deadline, f"watchdog never saw the ring\n{run.logs()}"
-            time.sleep(0.5)
-        assert run.fake.restarts == [], "the watchdog restarted a healthy ring"
+        watchdog_log = _answering_and_watched(run)
 
         rank_allocs = {a.id for a in run.client.allocs.values() if a.name.startswith("rank-")}
         figures = []
@@ -210,16 +218,7 @@ def test_watchdog_waits_for_a_node_that_went_away_and_heals_when_it_returns(
     name, bin_dir = engine
     with ring(name, smollm2, bin_dir, tmp_path, watchdog=True, subnet="10.231.79",
               watchdog_interval=5, probe_timeout=10, load_grace=60, return_grace=20) as run:
-        try:
-            run.wait_answering(240)
-        except TimeoutError:
-            pytest.fail(f"ring never answered\n{run.logs()}")
-        watchdog_log = run.client.by_group("watchdog").log_path
-        deadline = time.monotonic() + 60
-        while "ring answers" not in watchdog_log.read_text(errors="replace"):
-            assert time.monotonic() < deadline, f"watchdog never saw the ring\n{run.logs()}"
-            time.sleep(0.5)
-        assert run.fake.restarts == [], "the watchdog restarted a healthy ring"
+        watchdog_log = _answering_and_watched(run)
 
         seen = len(watchdog_log.read_text(errors="replace"))
         run.client.node_away("rank-2")
