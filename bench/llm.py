@@ -48,7 +48,7 @@ class Sample:
     tokens: int
 
 
-def _post_json(url: str, body: dict, timeout: float = 30) -> dict:
+def post_json(url: str, body: dict, timeout: float = 30) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -56,7 +56,7 @@ def _post_json(url: str, body: dict, timeout: float = 30) -> dict:
 
 
 def count_tokens(root_url: str, text: str) -> int:
-    return len(_post_json(f"{root_url}/tokenize", {"content": text})["tokens"])
+    return len(post_json(f"{root_url}/tokenize", {"content": text})["tokens"])
 
 
 def make_prompt(root_url: str, target_tokens: int) -> str:

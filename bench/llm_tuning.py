@@ -17,11 +17,9 @@ stay near the new text of that turn, not the whole history.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ import numpy as np
 
 from bench.bandwidth import measure
 from bench.common import Table, fmt, median
-from bench.llm import Sample, make_prompt, stream_chat
+from bench.llm import Sample, make_prompt, post_json, stream_chat, weight_bytes
 from pipecatapp.embedded.server import LlamaServer
 
 # (label, extra llama-server arguments, threads); the first is the app's own setting.
@@ -79,13 +77,6 @@ def _server(model: Path, threads: int, extra: tuple[str, ...], logs: Path,
         yield server.base_url
 
 
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return json.load(response)
-
-
 def conversation(base_url: str, turns: int) -> list[tuple[int, int]]:
     """(prompt tokens in total, prompt tokens evaluated) per turn of a growing chat."""
     messages = [{"role": "system", "content": "You are a helpful voice assistant. Answer in "
@@ -97,9 +88,9 @@ def conversation(base_url: str, turns: int) -> list[tuple[int, int]]:
     out = []
     for i in range(turns):
         messages.append({"role": "user", "content": questions[i % len(questions)]})
-        reply = _post(f"{base_url}/chat/completions",
+        reply = post_json(f"{base_url}/chat/completions",
                       {"messages": messages, "max_tokens": 24, "temperature": 0,
-                       "cache_prompt": True})
+                       "cache_prompt": True}, timeout=120)
         timings = reply.get("timings", {})
         usage = reply.get("usage", {})
         total = int(usage.get("prompt_tokens") or 0)
@@ -126,8 +117,7 @@ def run(model: Path, *, repeats: int, logs: Path, progress: Callable[[str], None
         short: int = 32, long: int = 512, turns: int = 8) -> TuningRun:
     progress("measuring the 1-thread memory bandwidth and compute peak")
     bandwidth = measure(1)
-    weights = sum(int(t.n_bytes) for t in gguf.GGUFReader(model).tensors)
-    roof_decode = bandwidth.read_gbs * 1e9 / weights
+    roof_decode = bandwidth.read_gbs * 1e9 / weight_bytes(model)
     roof_prompt = peak_gflops() * 1e9 / (2 * parameters(model))
     results: dict[str, dict[int, list[Sample]]] = {}
     failures: list[str] = []
