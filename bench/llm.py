@@ -347,8 +347,9 @@ def run(model: Path, *, smoke: bool, repeats: int, logs: Path,
                                                                  max_tokens)))
                         except Exception as error:
                             failures.append(f"{name}, prompt {n}: {error}")
+    compared = any(name.startswith(NATIVE) for name in results)
     return LlmRun(model, lengths, max_tokens, results, bandwidth, weight_bytes(model), skipped,
-                  failures, cpu_variant())
+                  failures, cpu_variant() if compared else "")
 
 
 def cpu_variant() -> str:
