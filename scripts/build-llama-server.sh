@@ -21,7 +21,9 @@
 #   LLAMA_SERVER_BIN=/path/to/llama-server   skip the build, use the user's binary
 #   LLAMA_CPP_BIN_DIR=DIR                    install into DIR (default: in the cache), a directory
 #                                            that this script owns and replaces as a whole
-#   PIPECATAPP_CACHE_DIR, BUILD_JOBS, LLAMA_CPP_PYTHON_VERSION
+#   PIPECATAPP_CACHE_DIR, BUILD_JOBS
+#   LLAMA_CPP_PYTHON_VERSION=X.Y.Z  another release than the pin in requirements-llamacpp.txt
+#                                   (beside this script, or in the directory above it)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,7 +31,13 @@ flavor="${1:-portable}"
 check="${2:-}"
 case "$flavor:$check" in portable:|native:|portable:--check|native:--check) ;;
   *) echo "usage: $0 [portable|native] [--check]" >&2; exit 2 ;; esac
-version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+pin_file="$here/requirements-llamacpp.txt"
+[[ -f "$pin_file" ]] || pin_file="$here/../requirements-llamacpp.txt"
+version="${LLAMA_CPP_PYTHON_VERSION:-}"
+if [[ -z "$version" ]]; then
+  version="$(sed -n 's/^llama-cpp-python==\([0-9][0-9A-Za-z.]*\)[[:space:]]*$/\1/p' "$pin_file" 2>/dev/null || true)"
+  [[ -n "$version" ]] || { echo "no 'llama-cpp-python==X.Y.Z' line in $pin_file" >&2; exit 2; }
+fi
 cache="${PIPECATAPP_CACHE_DIR:-$HOME/.cache/pipecatapp}"
 jobs="${BUILD_JOBS:-$(nproc)}"
 arch="$(uname -m)"

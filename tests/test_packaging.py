@@ -52,3 +52,18 @@ def test_the_wheel_holds_the_app_and_its_dependencies_only(tmp_path: Path) -> No
     for req in expected:
         name = req.split("[", 1)[0].split("=", 1)[0].split(">", 1)[0]
         assert any(d.startswith(name) for d in declared), (req, declared)
+
+
+def test_llama_cpp_is_pinned_in_one_place() -> None:
+    """requirements-llamacpp.txt is the only file that names the llama.cpp release: the build
+    script, the embedded server and the primacpp role all read it."""
+    from pipecatapp.embedded.server import llama_cpp_version
+
+    version = llama_cpp_version()
+    assert (ROOT / "roles/primacpp/files/requirements-llamacpp.txt").resolve() == (
+        ROOT / "requirements-llamacpp.txt")
+    tracked = subprocess.run(
+        ["git", "grep", "-l", "-F", version, "--", ".", ":!docs/benchmarks.md"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    ).stdout.split()
+    assert tracked == ["requirements-llamacpp.txt"], f"{version} is also written in {tracked}"

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -29,9 +30,26 @@ from typing import IO
 from pipecatapp.embedded.models import cache_dir
 from pipecatapp.errors import ConfigError, EngineUnavailable
 
-LLAMA_CPP_VERSION = "0.3.36"
-_BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build-llama-server.sh"
+_ROOT = Path(__file__).resolve().parents[2]
+_BUILD_SCRIPT = _ROOT / "scripts" / "build-llama-server.sh"
+_PIN_FILE = _ROOT / "requirements-llamacpp.txt"
 _LIVE: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
+
+
+def llama_cpp_version() -> str:
+    """The llama-cpp-python release pinned in requirements-llamacpp.txt (its llama.cpp tree is
+    what the build script builds), or ``LLAMA_CPP_PYTHON_VERSION`` when set, as the script does."""
+    override = os.environ.get("LLAMA_CPP_PYTHON_VERSION")
+    if override:
+        return override
+    try:
+        text = _PIN_FILE.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EngineUnavailable(f"cannot read the llama.cpp pin {_PIN_FILE}: {exc}") from exc
+    match = re.search(r"^llama-cpp-python==(\S+)\s*$", text, re.MULTILINE)
+    if not match:
+        raise EngineUnavailable(f"no 'llama-cpp-python==X.Y.Z' line in {_PIN_FILE}")
+    return match.group(1)
 
 
 def llama_bin_dir(*, build: bool = True) -> Path:
@@ -48,7 +66,7 @@ def llama_bin_dir(*, build: bool = True) -> Path:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise ConfigError("LLAMA_SERVER_BIN", f"{path} is not an executable llama-server")
         return path.parent
-    key = f"{LLAMA_CPP_VERSION}-portable-{platform.machine()}"
+    key = f"{llama_cpp_version()}-portable-{platform.machine()}"
     cached = cache_dir() / "llama.cpp" / key / "bin"
     if (cached / "llama-server").is_file() and (cached / ".build-stamp").is_file():
         return cached
@@ -62,9 +80,8 @@ def llama_bin_dir(*, build: bool = True) -> Path:
             f"no llama-server in {cached} and no build script beside this package: "
             "set LLAMA_SERVER_BIN to your llama-server"
         )
-    env = dict(os.environ, LLAMA_CPP_PYTHON_VERSION=LLAMA_CPP_VERSION)
     result = subprocess.run(
-        ["bash", str(_BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=None, text=True, env=env,
+        ["bash", str(_BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=None, text=True,
         check=False,
     )
     lines = result.stdout.strip().splitlines()
