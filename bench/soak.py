@@ -38,6 +38,7 @@ import numpy as np
 from bench.common import Table, fmt, median
 from devtools.utterances import espeak_wav
 from pipecatapp.embedded.server import LlamaServer
+from pipecatapp.timeline import read_timeline
 from pipecatapp.transports.wavio import read_audio, write_wav
 
 RATE = 16000
@@ -243,7 +244,7 @@ def run_app(script: SoakScript, llm_url: str, work: Path, extra: list[str],
         tail = (work / "app.log").read_text(errors="replace").splitlines()[-15:]
         result.error = f"exit {result.exit_code}: " + " | ".join(tail)
         return result
-    result.events = [json.loads(line) for line in timeline.read_text().splitlines() if line]
+    result.events = read_timeline(timeline)
     analyse(result)
     return result
 

@@ -33,6 +33,7 @@ from bench.common import Table, fmt, median, percentile
 from devtools.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav, words
 from pipecatapp.embedded.server import LlamaServer
 from pipecatapp.errors import ConfigError
+from pipecatapp.timeline import read_timeline
 from pipecatapp.transports.wavio import read_audio, write_wav
 
 QUESTIONS = (
@@ -206,7 +207,7 @@ def run_app(profile: str, script: Script, llm_url: str, work: Path,
         tail = (out / "app.log").read_text(errors="replace").splitlines()[-15:]
         result.error = f"exit {proc.returncode}: " + " | ".join(tail)
         return result
-    result.events = [json.loads(line) for line in timeline.read_text().splitlines() if line]
+    result.events = read_timeline(timeline)
     result.turns = [e for e in result.events if e["event"] == "turn"]
     analyse(result, script)
     return result

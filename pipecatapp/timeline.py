@@ -41,6 +41,17 @@ from pipecatapp.errors import redact
 from pipecatapp.not_understood import SpeechNotUnderstoodFrame
 
 
+def read_timeline(path: str | Path) -> list[dict[str, Any]]:
+    """The events of a timeline file, in order (none when it does not exist yet). A line that
+    is still being written (no newline yet) is left for the next read."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    text = p.read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
 class AppClock(BaseClock):
     """A monotonic clock with a fixed origin, shared by the pipeline, the transports and the
     timeline, so that every timestamp is on one axis."""

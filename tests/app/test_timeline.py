@@ -15,7 +15,7 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 
-from pipecatapp.timeline import AppClock, Timeline
+from pipecatapp.timeline import AppClock, Timeline, read_timeline
 
 
 def _turn(tl: Timeline, start: float, stop: float, text: str, answer: str | None) -> None:
@@ -51,7 +51,7 @@ def test_turns_voice_to_voice_and_barge_in(tmp_path):
     tl.bot_audio_stopped(9.6)
     tl.close()
 
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines = read_timeline(path)
     turns = [e for e in lines if e["event"] == "turn"]
     assert [t["turn"] for t in turns] == [1, 2]
     first, second = turns

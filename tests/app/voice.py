@@ -3,7 +3,6 @@ timeline, cut the bot's answers out of the output WAV."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pipecatapp.timeline import read_timeline
 from pipecatapp.transports.wavio import read_audio
 
 # The user's voice: espeak-ng's en-us+m3 at 120 wpm, which Whisper base hears word for word
@@ -68,9 +68,7 @@ def run_app(*args: str, timeout: float = 180, **env: str) -> subprocess.Complete
 
 
 def events(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_timeline(path)
 
 
 def wait_for(timeline: Path, proc: subprocess.Popen, predicate: Callable[[dict], bool],
