@@ -136,3 +136,21 @@ def test_readme_is_short() -> None:
     assert lines < README_MAX_LINES, (
         f"README.md has {lines} lines; keep it under {README_MAX_LINES} and move details "
         "into docs/")
+
+
+PY_MODULE = re.compile(r"python3? -m ([A-Za-z_][\w.]*)")
+NOT_OURS = {"pytest", "pip", "venv", "nltk.downloader", "ansible", "http.server"}
+
+
+@pytest.mark.parametrize("path", doc_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_python_m_command_names_a_module_of_ours(path: Path) -> None:
+    """`python -m X` in the documentation runs a module that exists in this checkout."""
+    missing = []
+    for module in sorted(set(PY_MODULE.findall(path.read_text(encoding="utf-8")))):
+        if module in NOT_OURS:
+            continue
+        parts = module.split(".")
+        base = ROOT.joinpath(*parts)
+        if not (base.with_suffix(".py").is_file() or (base / "__main__.py").is_file()):
+            missing.append(module)
+    assert not missing, f"{path.relative_to(ROOT)}: no module {missing} in the checkout"
