@@ -188,20 +188,52 @@ def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: floa
     return Script(path, segments, cursor)
 
 
+def split_profile(profile: str) -> tuple[str, str]:
+    """``tuned@REV`` -> (``tuned``, ``REV``): the app of git revision REV in that profile;
+    a plain profile name runs this checkout's app (REV empty)."""
+    name, _, rev = profile.partition("@")
+    if name not in PROFILES:
+        raise ConfigError("--profiles", f"unknown profile {name!r}; one of {PROFILES}")
+    return name, rev
+
+
+def app_tree(rev: str, work: Path) -> Path:
+    """This repository's tree at ``rev``, exported once into ``work`` (the app of that
+    revision runs from there, with this checkout's venv and caches)."""
+    root = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=root,
+                            capture_output=True, text=True, check=False)
+    if commit.returncode != 0:
+        raise ConfigError("--profiles", f"{rev!r} is not a git revision of {root}")
+    tree = work / f"app-{commit.stdout.strip()[:12]}"
+    if not (tree / "pipecatapp").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", commit.stdout.strip()], cwd=root,
+                                 capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
 def run_app(profile: str, script: Script, llm_url: str, work: Path,
             extra: list[str]) -> ProfileResult:
-    """One file-transport session of the app, as a user would run it."""
-    out = work / profile
+    """One file-transport session of the app, as a user would run it (``tuned@REV``: the
+    app of git revision REV, for a before/after comparison in one run)."""
+    name, rev = split_profile(profile)
+    out = work / profile.replace("@", "-at-")
     out.mkdir(parents=True, exist_ok=True)
     timeline = out / "timeline.jsonl"
-    cmd = [sys.executable, "-m", "pipecatapp", "--transport", "file", "--profile", profile,
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cwd = None
+    if rev:
+        cwd = app_tree(rev, work.parent)
+        env["PYTHONPATH"] = str(cwd)
+    cmd = [sys.executable, "-m", "pipecatapp", "--transport", "file", "--profile", name,
            "--input", str(script.wav), "--output", str(out / "bot.wav"),
            "--timeline", str(timeline), "--llm-url", llm_url, "--log-level", "INFO", *extra]
     started = time.monotonic()
     with open(out / "app.log", "wb") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False,
-                              timeout=script.seconds + 300, env={**os.environ,
-                                                                  "HF_HUB_OFFLINE": "1"})
+                              timeout=script.seconds + 300, env=env, cwd=cwd)
     result = ProfileResult(profile, wall=time.monotonic() - started, exit_code=proc.returncode)
     if proc.returncode != 0 or not timeline.is_file():
         tail = (out / "app.log").read_text(errors="replace").splitlines()[-15:]
@@ -281,9 +313,8 @@ def run(model: Path, *, smoke: bool, turns: int, work: Path,
     script of ``turns`` questions and ``interruptions`` interrupted long answers, every
     profile on every voice, one shared llama-server."""
     profiles = profiles or list(PROFILES)
-    unknown = [p for p in profiles if p not in PROFILES]
-    if unknown:
-        raise ConfigError("--profiles", f"unknown profile {unknown[0]!r}; one of {PROFILES}")
+    for profile in profiles:
+        split_profile(profile)
     panel = PANEL[:voices or (1 if smoke else len(PANEL))]
     if interruptions is None:
         interruptions = 1 if smoke else (14 if len(panel) == 1 else 4)
@@ -371,13 +402,14 @@ def tables(run_: VoiceRun) -> list[Table]:
     ok = [pooled(run_.results, p) for p in profiles] if several else [
         r for r in run_.results if not r.error]
     by = {r.profile: r for r in ok}
-    if "stock" in by and "tuned" in by:
-        s, t = by["stock"], by["tuned"]
+    if len(by) >= 2:  # the first profile against the last: stock / tuned, before / after
+        first, last = next(iter(by)), list(by)[-1]
+        s, t = by[first], by[last]
         cells = []
         for a, b in ((_p(s.v2v, 50), _p(t.v2v, 50)), (_p(s.v2v, 95), _p(t.v2v, 95)),
                      (_p(s.barge, 50), _p(t.barge, 50)), (_p(s.barge, 95), _p(t.barge, 95))):
             cells.append(f"{a / b:.2f}x" if a and b else "-")
-        summary.add("stock / tuned", "all voices" if several else "", cells[0], cells[1], "",
+        summary.add(f"{first} / {last}", "all voices" if several else "", cells[0], cells[1], "",
                     "", "", cells[2], cells[3], "", "", "")
     summary.notes += [*run_.notes, f"LLM: {run_.llm}",
                                    "voice-to-voice: end of user speech (input file) to the "
