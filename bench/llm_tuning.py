@@ -9,6 +9,13 @@ evaluation and a short one measures decode. Two ceilings frame the figures:
 - compute roofline for prompt evaluation: the core's measured peak (a float32 matrix product
   in numpy, 1 thread) / 2 x parameters FLOPs per token.
 
+What bounds decode is measured, not guessed: a tiny random model with the real model's depth
+(same number of blocks, hence the same graph of operations per token, but a few kB of weights)
+decodes at the per-token cost that does not depend on the weights: graph work, operator
+dispatch, sampling and the server loop. The real model's time per token minus that is the
+time spent on its weights; its weight bytes over that time is the bandwidth decode achieved,
+set beside the measured read bandwidth.
+
 A separate conversation check asks whether any turn of a growing chat pays for an uncached
 prompt: with the prompt cache on (as the app runs), the server's ``prompt_n`` per turn must
 stay near the new text of that turn, not the whole history.
@@ -30,6 +37,7 @@ import numpy as np
 from bench.bandwidth import measure
 from bench.common import Table, fmt, median
 from bench.llm import Sample, make_prompt, post_json, stream_chat, weight_bytes
+from devtools.tinygguf import write_tiny_gguf
 from pipecatapp.embedded.server import LlamaServer
 
 # (label, extra llama-server arguments, threads); the first is the app's own setting.
@@ -111,12 +119,16 @@ class TuningRun:
     roof_prompt: float
     chat: list[tuple[int, int]]
     failures: list[str]
+    bandwidth_gbs: float = 0.0
+    blocks: int = 0
+    floor: list[Sample] | None = None  # decode of the same-depth tiny model (baseline setting)
 
 
 def run(model: Path, *, repeats: int, logs: Path, progress: Callable[[str], None],
         short: int = 32, long: int = 512, turns: int = 8) -> TuningRun:
     progress("measuring the 1-thread memory bandwidth and compute peak")
     bandwidth = measure(1)
+    blocks = block_count(model)
     roof_decode = bandwidth.read_gbs * 1e9 / weight_bytes(model)
     roof_prompt = peak_gflops() * 1e9 / (2 * parameters(model))
     results: dict[str, dict[int, list[Sample]]] = {}
@@ -148,7 +160,27 @@ def run(model: Path, *, repeats: int, logs: Path, progress: Callable[[str], None
         if baseline:
             progress(f"a {turns}-turn conversation with the prompt cache on")
             chat = conversation(baseline, turns)
-    return TuningRun(model, short, long, results, roof_decode, roof_prompt, chat, failures)
+    progress(f"decode floor: a tiny random model with {blocks} blocks")
+    floor = decode_floor(blocks, repeats, logs, short)
+    return TuningRun(model, short, long, results, roof_decode, roof_prompt, chat, failures,
+                     bandwidth.read_gbs, blocks, floor)
+
+
+def block_count(model: Path) -> int:
+    """Transformer blocks of the GGUF (``<arch>.block_count``)."""
+    reader = gguf.GGUFReader(model)
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+    field = reader.fields[f"{arch}.block_count"]
+    return int(field.parts[field.data[0]][0])
+
+
+def decode_floor(blocks: int, repeats: int, logs: Path, short: int) -> list[Sample]:
+    """Decode samples of a tiny model with ``blocks`` blocks, the app's setting (1 thread)."""
+    tiny = write_tiny_gguf(logs / f"tiny-{blocks}-blocks.gguf", n_layer=blocks)
+    with _server(tiny, 1, (), logs, "floor") as url:
+        prompt = make_prompt(url.removesuffix("/v1"), short)
+        stream_chat(url, "Hello", 4)
+        return [stream_chat(url, prompt, 32) for _ in range(max(repeats, 3))]
 
 
 def tables(run_: TuningRun) -> list[Table]:
@@ -174,6 +206,7 @@ def tables(run_: TuningRun) -> list[Table]:
         f"decode measured after a {run_.short}-token prompt, 32 tokens; prompt eval on a "
         f"{run_.long}-token prompt; the prompt cache off for both",
     ] + [f"failed: {f}" for f in run_.failures]
+    bound = decode_bound(run_)
     chat = Table("LLM: prompt tokens evaluated per turn of a conversation (prompt cache on)",
                  ["turn", "prompt tokens", "evaluated", "reused from the cache"])
     for i, (total, evaluated) in enumerate(run_.chat, 1):
@@ -181,4 +214,34 @@ def tables(run_: TuningRun) -> list[Table]:
     chat.notes.append("a turn that pays for an uncached prompt shows evaluated close to the "
                       "prompt tokens; the app keeps the prompt's start stable so only the new "
                       "turn is evaluated")
-    return [table, chat]
+    return [table, *([bound] if bound else []), chat]
+
+
+def decode_bound(run_: TuningRun) -> Table | None:
+    """Where one decoded token's time goes (baseline setting): the weight-independent floor
+    and the rest, with the bandwidth that rest implies."""
+    base = next(iter(run_.results.values()), {}).get(run_.short, [])
+    floor = [s.server_decode_tps or s.decode_tps for s in run_.floor or []]
+    if not base or not floor:
+        return None
+    per_token = 1 / median([s.server_decode_tps or s.decode_tps for s in base])
+    fixed = 1 / median(floor)
+    weights = weight_bytes(run_.model)
+    table = Table("LLM: what bounds decode (1 thread, the app's setting)",
+                  ["part of one decoded token", "ms", "share"])
+    table.add("whole token (the model)", fmt(per_token * 1e3, 2), "1.00")
+    table.add(f"weight-independent floor (tiny model, {run_.blocks} blocks)",
+              fmt(fixed * 1e3, 2), fmt(fixed / per_token, 2))
+    rest = per_token - fixed
+    table.add("the rest: reading and multiplying the weights", fmt(rest * 1e3, 2),
+              fmt(rest / per_token, 2))
+    if rest > 0:
+        achieved = weights / rest / 1e9
+        table.notes.append(
+            f"{weights / 1e6:.0f} MB of weights in {rest * 1e3:.2f} ms: {achieved:.1f} GB/s, "
+            f"{achieved / run_.bandwidth_gbs:.2f} of the measured 1-thread read bandwidth "
+            f"({run_.bandwidth_gbs:.1f} GB/s)")
+    table.notes.append("the floor is graph building, operator dispatch, sampling and the "
+                       "server loop for the same number of blocks; the real model's larger "
+                       "vocabulary adds sampling work that lands in the rest")
+    return table

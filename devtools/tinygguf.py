@@ -82,8 +82,10 @@ def _vocab() -> tuple[list[str], list[float], list[int], dict[str, int]]:
     return tokens, scores, types, special
 
 
-def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
-    """Write the tiny model to ``path`` (atomically) and return ``path``."""
+def write_tiny_gguf(path: Path, seed: int = 0, n_layer: int = N_LAYER) -> Path:
+    """Write the tiny model to ``path`` (atomically) and return ``path``. ``n_layer`` blocks
+    (the benchmark gives it a real model's depth to measure the per-token cost that does not
+    depend on the weights' size)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     tokens, scores, types, special = _vocab()
@@ -110,7 +112,7 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
     writer.add_name("pipecatapp-tiny-random")
     writer.add_context_length(N_CTX)
     writer.add_embedding_length(N_EMBD)
-    writer.add_block_count(N_LAYER)
+    writer.add_block_count(n_layer)
     writer.add_feed_forward_length(N_FF)
     writer.add_head_count(N_HEAD)
     writer.add_head_count_kv(N_HEAD_KV)
@@ -130,7 +132,7 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
     writer.add_chat_template(CHATML_TEMPLATE)
 
     writer.add_tensor("token_embd.weight", embd)
-    for layer in range(N_LAYER):
+    for layer in range(n_layer):
         prefix = f"blk.{layer}"
         ones = np.ones(N_EMBD, dtype=np.float32)
         writer.add_tensor(f"{prefix}.attn_norm.weight", ones)

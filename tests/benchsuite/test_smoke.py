@@ -59,6 +59,10 @@ def test_tuning_smoke(tmp_path: Path) -> None:
     for row in rows:
         assert _number(row[1]) > 0 and _number(row[4]) > 0, row
     assert "compute roofline" in results and "memory roofline" in results
+    bound = _rows(results, "LLM: what bounds decode")
+    assert [row[0].split(" (")[0] for row in bound] == [
+        "whole token", "weight-independent floor", "the rest: reading and multiplying the weights"]
+    assert _number(bound[0][1]) > 0 and _number(bound[1][1]) > 0, bound
     chat = _rows(results, "LLM: prompt tokens evaluated per turn")
     assert len(chat) == 2
     assert all(int(total) >= int(evaluated) > 0 for _, total, evaluated, _ in chat), chat
