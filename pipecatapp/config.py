@@ -91,8 +91,9 @@ class Section(BaseModel):
 
 class LLMConfig(Section):
     url: HttpURL = Field("", description=(
-        "OpenAI-compatible base URL ending in `/v1`; empty: the Nomad service `llm.service` "
-        "when `NOMAD_ADDR` is set, else the embedded llama-server."))
+        "OpenAI-compatible base URL (`http://` or `https://`, ending in `/v1`); empty: the "
+        "Nomad service `llm.service` when `NOMAD_ADDR` is set, else the embedded "
+        "llama-server ([Finding the LLM](#finding-the-llm))."))
     api_key: SecretStr = Field(SecretStr(""), description=(
         "Bearer token for the LLM server; set it in the environment, not in a file or flag."))
     model: str = Field("default", description="Model name sent with each request.")
@@ -110,7 +111,8 @@ class LLMConfig(Section):
         "answers every question after \"what is 2 plus 2?\" with \"The answer is 4.\""))
     service: Words = Field("primacpp-api", description=(
         "Nomad service of the LLM, looked up when `llm.url` is empty."))
-    nomad_addr: HttpURL = Field("", description="Nomad's HTTP API, for the service lookup.")
+    nomad_addr: HttpURL = Field("", description=(
+        "Nomad's HTTP API (`http://` or `https://`), for the service lookup."))
     nomad_token: SecretStr = Field(SecretStr(""), description="Nomad ACL token of the lookup.")
     nomad_namespace: str = Field("default", description="Nomad namespace of the service.")
     embedded_threads: int = Field(1, ge=1, le=256, description=(
@@ -240,7 +242,7 @@ class AppConfig(BaseSettings):
         extra="forbid", coerce_numbers_to_str=True)
 
     transport: Literal["webrtc", "local", "file"] = Field("webrtc", description=(
-        "Where the audio comes from and goes to (see Transports below)."))
+        "Where the audio comes from and goes to ([Transports](#transports))."))
     profile: Literal["tuned", "stock"] = Field("tuned", description=(
         "Defaults of the latency settings: `tuned` for speed, `stock` = pipecat's defaults."))
     log_level: Annotated[Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
