@@ -393,6 +393,8 @@ def _config_error(error: ValidationError) -> ConfigError:
     kind, got = first["type"], first.get("input")
     cause = first.get("ctx", {}).get("error")
     info = fields().get(name)
+    if info is not None and info.annotation is SecretStr:
+        got = "***"  # a secret never reaches an error message
     if isinstance(cause, ConfigError):
         return cause
     if kind == "extra_forbidden":

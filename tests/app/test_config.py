@@ -142,6 +142,22 @@ def test_secrets_are_redacted_in_repr_and_dump():
     assert load_config(environ={}).redacted()["llm"]["api_key"] == ""
 
 
+def test_a_bad_secret_is_not_repeated_in_the_error(tmp_path):
+    conf = tmp_path / "secret.yaml"
+    conf.write_text("llm:\n  nomad_token: [abc-secret-1]\n")
+    with pytest.raises(ConfigError, match=r"^llm\.nomad_token: .*got '\*\*\*'") as err:
+        load_config(config_file=conf, environ={})
+    assert "abc-secret-1" not in str(err.value)
+
+
+def test_the_process_environment_is_read_by_default(monkeypatch):
+    monkeypatch.setenv("PIPECATAPP_STT_BEAM_SIZE", "3")
+    monkeypatch.setenv("NOMAD_TOKEN", "tok-abcdef")
+    cfg = load_config()
+    assert cfg.stt.beam_size == 3
+    assert cfg.llm.nomad_token.get_secret_value() == "tok-abcdef"
+
+
 def test_a_config_built_in_code_is_checked_too():
     stock = AppConfig(profile="stock", stt={"beam_size": 3})
     assert (stock.stt.beam_size, stock.stt.window_secs, stock.turn.warmup) == (3, 30.0, False)
