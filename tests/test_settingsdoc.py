@@ -47,3 +47,12 @@ def test_a_doc_without_markers_is_an_error_naming_the_file(tmp_path: Path, capsy
     assert settingsdoc.main(["--check", "--doc", str(doc)]) == 2
     err = capsys.readouterr().err
     assert str(doc) in err and "marker" in err
+
+
+def test_the_example_yaml_file_in_the_docs_loads(tmp_path: Path) -> None:
+    text = settingsdoc.DOC.read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    conf = tmp_path / "pipecatapp.yaml"
+    conf.write_text(example)
+    cfg = config.load_config(config_file=conf, environ={})
+    assert (cfg.transport, cfg.turn.half_duplex, cfg.tts.length_scale) == ("local", True, 0.9)
