@@ -78,7 +78,7 @@ def _http(value: str) -> str:
 
 
 HttpURL = Annotated[str, AfterValidator(_http)]
-Words = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class Section(BaseModel):
@@ -109,7 +109,7 @@ class LLMConfig(Section):
     repeat_penalty: float = Field(1.1, ge=1, le=2, description=(
         "llama.cpp's repeat penalty, sent in `extra_body`; 1.0 = off. Without it SmolLM2 "
         "answers every question after \"what is 2 plus 2?\" with \"The answer is 4.\""))
-    service: Words = Field("primacpp-api", description=(
+    service: NonEmpty = Field("primacpp-api", description=(
         "Nomad service of the LLM, looked up when `llm.url` is empty."))
     nomad_addr: HttpURL = Field("", description=(
         "Nomad's HTTP API (`http://` or `https://`), for the service lookup."))
@@ -129,7 +129,7 @@ class STTConfig(Section):
         "its packages."))
     beam_size: int = Field(1, ge=1, le=10, description="Whisper beam size; 1 = greedy.")
     cpu_threads: int = Field(2, ge=1, le=64, description="CTranslate2 threads.")
-    language: Words = Field("en", description="Spoken language (skips language detection).")
+    language: NonEmpty = Field("en", description="Spoken language (skips language detection).")
     compute_type: Literal["int8", "int8_float32", "float32"] = Field(
         "int8", description="CTranslate2 compute type.")
     window_secs: float = Field(10.0, ge=10, le=30, description=(
@@ -157,9 +157,9 @@ class TTSConfig(Section):
     melo_language: str = Field("EN", description="MeloTTS language.")
     melo_speaker: str = Field("EN-US", description="MeloTTS speaker of the voice.")
     melo_speed: float = Field(1.0, ge=0.25, le=4, description="MeloTTS speaking rate.")
-    apology: Words = Field(DEFAULT_APOLOGY, description=(
+    apology: NonEmpty = Field(DEFAULT_APOLOGY, description=(
         "Said when the LLM fails or is too slow; synthesized at start-up."))
-    not_understood: Words = Field(DEFAULT_NOT_UNDERSTOOD, description=(
+    not_understood: NonEmpty = Field(DEFAULT_NOT_UNDERSTOOD, description=(
         "Said when the user's speech was not understood (never sent to the LLM); `off`: "
         "stay silent."))
     first_clause_words: int = Field(4, ge=0, le=50, description=(
