@@ -48,7 +48,8 @@ def resolve_llm(cfg: AppConfig, stack: contextlib.ExitStack) -> str:
 def warm_llm(cfg: AppConfig, base_url: str) -> None:
     """One tiny completion with the system prompt, so the first turn finds the model loaded
     and the prompt cached. A failure is only logged: the app starts and apologizes."""
-    headers = {"Authorization": f"Bearer {cfg.llm.api_key}"} if cfg.llm.api_key else {}
+    key = cfg.llm.api_key.get_secret_value()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     body = {
         "model": cfg.llm.model,
         "max_tokens": 1,
@@ -61,7 +62,7 @@ def warm_llm(cfg: AppConfig, base_url: str) -> None:
         r = httpx.post(f"{base_url}/chat/completions", json=body, headers=headers, timeout=30)
         r.raise_for_status()
     except httpx.HTTPError as e:
-        logger.warning(redact(f"LLM warm-up failed ({e}); continuing", cfg.llm.api_key))
+        logger.warning(redact(f"LLM warm-up failed ({e}); continuing", key))
 
 
 class Engines:

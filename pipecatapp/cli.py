@@ -101,7 +101,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def setup_logging(cfg: AppConfig) -> None:
-    secrets = [s for s in (cfg.llm.api_key, cfg.llm.nomad_token) if s]
+    secrets = [s.get_secret_value() for s in (cfg.llm.api_key, cfg.llm.nomad_token)]
 
     def scrub(record: Any) -> None:
         record["message"] = redact(record["message"], *secrets)

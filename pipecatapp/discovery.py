@@ -32,7 +32,7 @@ class ServiceRegistry(Requester):
 def _client(llm: LLMConfig) -> nomad.Nomad:
     return nomad.Nomad(
         address=llm.nomad_addr,
-        token=llm.nomad_token or None,
+        token=llm.nomad_token.get_secret_value() or None,
         namespace=llm.nomad_namespace or None,
         timeout=5,
     )
@@ -44,22 +44,23 @@ def nomad_llm_url(llm: LLMConfig) -> str:
     client = _client(llm)
     registry = ServiceRegistry(**client.requester_settings)
     where = f"Nomad at {llm.nomad_addr} (NOMAD_ADDR)"
+    token = llm.nomad_token.get_secret_value()
     try:
         regs = registry.registrations(llm.service)
     except BaseNomadException as e:
         resp = getattr(e, "nomad_resp", None)
         if isinstance(resp, requests.RequestException) or resp is None:
             raise EngineUnavailable(
-                redact(f"{where} is unreachable: {type(resp).__name__}", llm.nomad_token)
+                redact(f"{where} is unreachable: {type(resp).__name__}", token)
             ) from None
         status = getattr(resp, "status_code", "?")
         raise EngineUnavailable(
             redact(f"{where} refused the lookup of service {llm.service!r} (HTTP {status}); "
-                   "check NOMAD_TOKEN", llm.nomad_token)
+                   "check NOMAD_TOKEN", token)
         ) from None
     except requests.RequestException as e:
         raise EngineUnavailable(
-            redact(f"{where} is unreachable: {type(e).__name__}", llm.nomad_token)
+            redact(f"{where} is unreachable: {type(e).__name__}", token)
         ) from None
     except ValueError:
         raise EngineUnavailable(f"{where} answered with something that is not JSON") from None

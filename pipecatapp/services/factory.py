@@ -139,7 +139,7 @@ def build_llm(cfg: AppConfig, base_url: str) -> LocalOpenAILLMService:
     llm = cfg.llm
     return LocalOpenAILLMService(
         base_url=base_url,
-        api_key=llm.api_key,
+        api_key=llm.api_key.get_secret_value(),
         model=llm.model,
         max_tokens=llm.max_tokens,
         temperature=llm.temperature,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from pipecatapp.config import AppConfig, load_config, validate
+from pipecatapp.config import AppConfig, load_config
 from pipecatapp.errors import ConfigError
 
 
@@ -53,6 +54,12 @@ def test_profile_defaults_yield_to_explicit_settings():
     assert cfg.turn.stop_strategy == "smart_turn"
 
 
+def test_pipecatapp_names_win_over_nomads_own_variables():
+    cfg = load_config(environ={"NOMAD_ADDR": "http://nomad:4646",
+                               "PIPECATAPP_LLM_NOMAD_ADDR": "http://mine:4646"})
+    assert cfg.llm.nomad_addr == "http://mine:4646"
+
+
 def test_nomad_environment_is_read():
     cfg = load_config(
         environ={
@@ -62,7 +69,7 @@ def test_nomad_environment_is_read():
         }
     )
     assert cfg.llm.nomad_addr == "http://127.0.0.1:4646"
-    assert cfg.llm.nomad_token == "tok-123456"
+    assert cfg.llm.nomad_token.get_secret_value() == "tok-123456"
     assert cfg.llm.service == "my-llm"
 
 
@@ -82,6 +89,11 @@ def test_nomad_environment_is_read():
         ({"stt.nonsense": "1"}, "stt.nonsense: unknown setting"),
         ({"transport": "file", "file.output": "o.wav"}, "file.input: the file transport needs"),
         ({"profile": "fast"}, "profile: must be one of tuned, stock"),
+        ({"log_level": "loud"}, "log_level: must be one of TRACE, DEBUG, INFO, WARNING, ERROR"),
+        ({"stt": "5"}, "stt: must be a mapping of settings"),
+        ({"tts.apology": "  "}, "tts.apology: must not be empty"),
+        ({"webrtc.cert": "c.pem"}, "webrtc.key: give both webrtc.cert and webrtc.key"),
+        ({"tts.engine": "melotts"}, "tts.melo_config: MeloTTS needs its local config.json"),
     ],
 )
 def test_bad_values_name_the_setting(overrides, message):
@@ -93,6 +105,16 @@ def test_bad_values_name_the_setting(overrides, message):
 def test_bad_environment_value_names_the_setting():
     with pytest.raises(ConfigError, match=r"^stt\.cpu_threads: must be an integer"):
         load_config(environ={"PIPECATAPP_STT_CPU_THREADS": "many"})
+    with pytest.raises(ConfigError, match=r"^stt\.beem_size: unknown setting in the environment"):
+        load_config(environ={"PIPECATAPP_STT_BEEM_SIZE": "1"})
+
+
+def test_environment_names_are_case_insensitive_and_values_typed():
+    cfg = load_config(environ={
+        "pipecatapp_turn_half_duplex": "yes", "PIPECATAPP_LOG_LEVEL": "debug",
+        "PIPECATAPP_VAD_START_SECS": "0.1", "PIPECATAPP_CACHE_DIR": "/x"})
+    assert cfg.turn.half_duplex is True and cfg.log_level == "DEBUG"
+    assert cfg.vad.start_secs == 0.1
 
 
 def test_yaml_errors_name_the_key(tmp_path):
@@ -112,17 +134,34 @@ def test_secrets_are_redacted_in_repr_and_dump():
     cfg = load_config(
         environ={"PIPECATAPP_LLM_API_KEY": secret, "NOMAD_TOKEN": "nomad-secret-token"}
     )
-    assert cfg.llm.api_key == secret
-    assert secret not in repr(cfg)
-    assert "nomad-secret-token" not in repr(cfg)
+    assert cfg.llm.api_key.get_secret_value() == secret
+    for shown in (repr(cfg), str(cfg), cfg.model_dump_json(), str(cfg.redacted())):
+        assert secret not in shown and "nomad-secret-token" not in shown
     dumped = cfg.redacted()
-    assert dumped["llm"]["api_key"] == "***"
-    assert dumped["llm"]["nomad_token"] == "***"
-    assert secret not in str(dumped)
+    assert dumped["llm"]["api_key"] == dumped["llm"]["nomad_token"] == "**********"
+    assert load_config(environ={}).redacted()["llm"]["api_key"] == ""
 
 
-def test_validate_checks_a_config_built_in_code():
-    cfg = AppConfig()
-    cfg.stt.cpu_threads = 0
-    with pytest.raises(ConfigError, match=r"^stt\.cpu_threads"):
-        validate(cfg)
+def test_a_bad_secret_is_not_repeated_in_the_error(tmp_path):
+    conf = tmp_path / "secret.yaml"
+    conf.write_text("llm:\n  nomad_token: [abc-secret-1]\n")
+    with pytest.raises(ConfigError, match=r"^llm\.nomad_token: .*got '\*\*\*'") as err:
+        load_config(config_file=conf, environ={})
+    assert "abc-secret-1" not in str(err.value)
+
+
+def test_the_process_environment_is_read_by_default(monkeypatch):
+    monkeypatch.setenv("PIPECATAPP_STT_BEAM_SIZE", "3")
+    monkeypatch.setenv("NOMAD_TOKEN", "tok-abcdef")
+    cfg = load_config()
+    assert cfg.stt.beam_size == 3
+    assert cfg.llm.nomad_token.get_secret_value() == "tok-abcdef"
+
+
+def test_a_config_built_in_code_is_checked_too():
+    stock = AppConfig(profile="stock", stt={"beam_size": 3})
+    assert (stock.stt.beam_size, stock.stt.window_secs, stock.turn.warmup) == (3, 30.0, False)
+    with pytest.raises(ValidationError, match="cpu_threads"):
+        stock.stt.cpu_threads = 0
+    with pytest.raises(ValidationError, match="beam_size"):
+        AppConfig(stt={"beam_size": 0})

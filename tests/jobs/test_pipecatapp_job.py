@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobcheck.jobmodel import JobFileError, evaluate_job
-from pipecatapp.config import ENV_ALIASES, FOREIGN_ENV, env_name, load_config, setting_names
+from pipecatapp.config import FOREIGN_ENV, env_name, load_config, setting_names
 
 from .client_double import TemplateError, render_client_template
 
@@ -45,8 +45,8 @@ def test_rendered_environment_is_what_the_app_reads():
         variables={str(job.variables["api_key_var"]): {"api_key": "k-123456"}})
     env = dict(line.split("=", 1) for line in rendered.splitlines())
     env |= {k: str(v) for k, v in task.child("env").attrs.items()}
-    # the settings' own variables, the aliases, and the cache root (pipecatapp.embedded.models)
-    known = (set(ENV_ALIASES) | set(FOREIGN_ENV) | {env_name(n) for n in setting_names()}
+    # the settings' own variables, Nomad's, and the cache root (pipecatapp.embedded.models)
+    known = (set(FOREIGN_ENV) | {env_name(n) for n in setting_names()}
              | {"PIPECATAPP_CACHE_DIR"})
     assert set(env) <= known, f"the app does not read {sorted(set(env) - known)}"
     cfg = load_config(environ=env)
@@ -54,7 +54,7 @@ def test_rendered_environment_is_what_the_app_reads():
     assert cfg.webrtc.https is True
     assert env["PIPECATAPP_CACHE_DIR"].startswith("${NOMAD_ALLOC_DIR}/")
     assert cfg.llm.url == "http://10.20.0.10:8080/v1"
-    assert cfg.llm.api_key == "k-123456"
+    assert cfg.llm.api_key.get_secret_value() == "k-123456"
     assert cfg.llm.service == "primacpp-api"
     assert cfg.llm.nomad_addr == "http://127.0.0.1:4646"
 
