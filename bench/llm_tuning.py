@@ -14,7 +14,9 @@ What bounds decode is measured, not guessed: a tiny random model with the real m
 decodes at the per-token cost that does not depend on the weights: graph work, operator
 dispatch, sampling and the server loop. The real model's time per token minus that is the
 time spent on its weights; its weight bytes over that time is the bandwidth decode achieved,
-set beside the measured read bandwidth.
+set beside the measured read bandwidth. The same weights stored as Q8_0 and F16 (more bytes,
+simpler arithmetic; bench/requant.py) show whether that rate is memory's limit or the
+kernel's: if the bigger types move more bytes per second, Q4_1's arithmetic is the bound.
 
 A separate conversation check asks whether any turn of a growing chat pays for an uncached
 prompt: with the prompt cache on (as the app runs), the server's ``prompt_n`` per turn must
@@ -28,7 +30,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gguf
@@ -37,6 +39,7 @@ import numpy as np
 from bench.bandwidth import measure
 from bench.common import Table, fmt, median
 from bench.llm import Sample, make_prompt, post_json, stream_chat, weight_bytes
+from bench.requant import TARGETS, requantize
 from devtools.tinygguf import write_tiny_gguf
 from pipecatapp.embedded.server import LlamaServer
 
@@ -122,6 +125,8 @@ class TuningRun:
     bandwidth_gbs: float = 0.0
     blocks: int = 0
     floor: list[Sample] | None = None  # decode of the same-depth tiny model (baseline setting)
+    # the same weights as another type: (file, decode samples) per type name
+    types: dict[str, tuple[Path, list[Sample]]] = field(default_factory=dict)
 
 
 def run(model: Path, *, repeats: int, logs: Path, progress: Callable[[str], None],
@@ -162,8 +167,16 @@ def run(model: Path, *, repeats: int, logs: Path, progress: Callable[[str], None
             chat = conversation(baseline, turns)
     progress(f"decode floor: a tiny random model with {blocks} blocks")
     floor = decode_floor(blocks, repeats, logs, short)
+    types: dict[str, tuple[Path, list[Sample]]] = {}
+    for name, target in TARGETS.items():
+        progress(f"the same weights as {name}")
+        try:
+            other = requantize(model, logs / f"{model.stem}.{name}.gguf", target)
+            types[name] = (other, decode_samples(other, repeats, logs, short, name))
+        except Exception as error:
+            failures.append(f"weights as {name}: {str(error).splitlines()[0]}")
     return TuningRun(model, short, long, results, roof_decode, roof_prompt, chat, failures,
-                     bandwidth.read_gbs, blocks, floor)
+                     bandwidth.read_gbs, blocks, floor, types)
 
 
 def block_count(model: Path) -> int:
@@ -177,7 +190,13 @@ def block_count(model: Path) -> int:
 def decode_floor(blocks: int, repeats: int, logs: Path, short: int) -> list[Sample]:
     """Decode samples of a tiny model with ``blocks`` blocks, the app's setting (1 thread)."""
     tiny = write_tiny_gguf(logs / f"tiny-{blocks}-blocks.gguf", n_layer=blocks)
-    with _server(tiny, 1, (), logs, "floor") as url:
+    return decode_samples(tiny, repeats, logs, short, "floor")
+
+
+def decode_samples(model: Path, repeats: int, logs: Path, short: int,
+                   name: str) -> list[Sample]:
+    """Decode samples (``short``-token prompt, 32 tokens) of ``model`` with the app's setting."""
+    with _server(model, 1, (), logs, name) as url:
         prompt = make_prompt(url.removesuffix("/v1"), short)
         stream_chat(url, "Hello", 4)
         return [stream_chat(url, prompt, 32) for _ in range(max(repeats, 3))]
@@ -214,16 +233,17 @@ def tables(run_: TuningRun) -> list[Table]:
     chat.notes.append("a turn that pays for an uncached prompt shows evaluated close to the "
                       "prompt tokens; the app keeps the prompt's start stable so only the new "
                       "turn is evaluated")
-    return [table, *([bound] if bound else []), chat]
+    return [table, *bound, chat]
 
 
-def decode_bound(run_: TuningRun) -> Table | None:
+def decode_bound(run_: TuningRun) -> list[Table]:
     """Where one decoded token's time goes (baseline setting): the weight-independent floor
     and the rest, with the bandwidth that rest implies."""
     base = next(iter(run_.results.values()), {}).get(run_.short, [])
     floor = [s.server_decode_tps or s.decode_tps for s in run_.floor or []]
     if not base or not floor:
-        return None
+        return []
+    extra: list[Table] = []
     per_token = 1 / median([s.server_decode_tps or s.decode_tps for s in base])
     fixed = 1 / median(floor)
     weights = weight_bytes(run_.model)
@@ -241,7 +261,23 @@ def decode_bound(run_: TuningRun) -> Table | None:
             f"{weights / 1e6:.0f} MB of weights in {rest * 1e3:.2f} ms: {achieved:.1f} GB/s, "
             f"{achieved / run_.bandwidth_gbs:.2f} of the measured 1-thread read bandwidth "
             f"({run_.bandwidth_gbs:.1f} GB/s)")
+    rows = [(run_.model.name, weights, per_token)] + [
+        (f"as {name}", weight_bytes(path), 1 / median([s.server_decode_tps or s.decode_tps
+                                                       for s in samples]))
+        for name, (path, samples) in run_.types.items() if samples]
+    if len(rows) > 1:
+        kinds = Table("LLM: the same weights as other types (1 thread, the app's setting)",
+                      ["weights", "MB", "ms per token", "ms beyond the floor",
+                       "GB/s beyond the floor"])
+        for label, size, seconds in rows:
+            moving = seconds - fixed
+            kinds.add(label, fmt(size / 1e6, 0), fmt(seconds * 1e3, 2), fmt(moving * 1e3, 2),
+                      fmt(size / moving / 1e9, 1) if moving > 0 else "-")
+        kinds.notes.append("re-quantized with bench/requant.py; if a bigger type moves more "
+                           "bytes per second, the smaller type's arithmetic, not memory, bounds "
+                           "decode")
+        extra.append(kinds)
     table.notes.append("the floor is graph building, operator dispatch, sampling and the "
                        "server loop for the same number of blocks; the real model's larger "
                        "vocabulary adds sampling work that lands in the rest")
-    return table
+    return [table, *extra]

@@ -63,6 +63,9 @@ def test_tuning_smoke(tmp_path: Path) -> None:
     assert [row[0].split(" (")[0] for row in bound] == [
         "whole token", "weight-independent floor", "the rest: reading and multiplying the weights"]
     assert _number(bound[0][1]) > 0 and _number(bound[1][1]) > 0, bound
+    kinds = _rows(results, "LLM: the same weights as other types")
+    assert [row[0] for row in kinds] == ["tiny.gguf", "as Q8_0", "as F16"], kinds
+    assert all(_number(row[2]) > 0 for row in kinds), kinds
     chat = _rows(results, "LLM: prompt tokens evaluated per turn")
     assert len(chat) == 2
     assert all(int(total) >= int(evaluated) > 0 for _, total, evaluated, _ in chat), chat
