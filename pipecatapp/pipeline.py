@@ -1,8 +1,9 @@
 """The voice pipeline, in processor order, and the worker that runs it.
 
 transport in -> (half-duplex gate) -> STT -> user aggregator (VAD, turn strategies,
-interruptions, half-duplex mute) -> LLM -> fault guard -> TTS -> apology player ->
-not-understood player -> transport out -> spoken-text tap -> assistant aggregator
+interruptions, half-duplex mute) -> LLM -> fault guard -> (first-clause text processor) ->
+TTS -> apology player -> not-understood player -> transport out -> spoken-text tap ->
+assistant aggregator
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pipecatapp.config import AppConfig
 from pipecatapp.fault_guard import TurnFaultGuard
 from pipecatapp.halfduplex import HalfDuplexGate
 from pipecatapp.not_understood import NotUnderstoodUserTurnStopStrategy
+from pipecatapp.services.first_clause import first_clause_processor
 from pipecatapp.spoken_text import SpokenTextTap
 from pipecatapp.timeline import AppClock, Timeline, TimelineObserver
 from pipecatapp.turnstop import SentenceEndUserTurnStopStrategy
@@ -100,6 +102,7 @@ def build_worker(
     context = context if context is not None else LLMContext()
     aggregators = LLMContextAggregatorPair(context, user_params=user_params(cfg))
     gate = [HalfDuplexGate()] if cfg.turn.half_duplex else []
+    first_clause = first_clause_processor(tts, cfg.tts.first_clause_words)
     pipeline = Pipeline(
         [
             transport.input(),
@@ -108,6 +111,7 @@ def build_worker(
             aggregators.user(),
             llm,
             TurnFaultGuard(tts),
+            *([first_clause] if first_clause is not None else []),
             tts,
             apology,
             *([not_understood] if not_understood is not None else []),
