@@ -29,6 +29,7 @@ from pipecat.turns.user_start import (
     VADUserTurnStartStrategy,
 )
 from pipecat.turns.user_stop import (
+    BaseUserTurnStopStrategy,
     SpeechTimeoutUserTurnStopStrategy,
     TurnAnalyzerUserTurnStopStrategy,
 )
@@ -41,7 +42,7 @@ from pipecatapp.not_understood import NotUnderstoodUserTurnStopStrategy
 from pipecatapp.services.first_clause import first_clause_processor
 from pipecatapp.spoken_text import SpokenTextTap
 from pipecatapp.timeline import AppClock, Timeline, TimelineObserver
-from pipecatapp.turnstop import SentenceEndUserTurnStopStrategy
+from pipecatapp.turnstop import sentence_end_stop_strategies
 
 IN_RATE = 16000
 OUT_RATE = 24000
@@ -57,17 +58,16 @@ def user_params(cfg: AppConfig) -> LLMUserAggregatorParams:
             min_volume=cfg.vad.min_volume,
         )
     )
+    stop: list[BaseUserTurnStopStrategy]
     if cfg.turn.stop_strategy == "smart_turn":
         from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 
         stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3())]
     elif cfg.turn.stop_strategy == "sentence_end":
-        stop = [
-            SentenceEndUserTurnStopStrategy(
-                user_speech_timeout=cfg.turn.speech_timeout,
-                min_words=cfg.turn.sentence_min_words,
-            )
-        ]
+        stop = sentence_end_stop_strategies(
+            user_speech_timeout=cfg.turn.speech_timeout,
+            min_words=cfg.turn.sentence_min_words,
+        )
     else:
         stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=cfg.turn.speech_timeout)]
     # A turn the STT did not understand ends at its verdict (and never runs the LLM).

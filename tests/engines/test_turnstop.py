@@ -8,7 +8,7 @@ from pipecat.frames.frames import TranscriptionFrame, UserStoppedSpeakingFrame
 
 from pipecatapp.embedded import models
 from pipecatapp.services.stt_whisper import WhisperSTT
-from pipecatapp.turnstop import SentenceEndUserTurnStopStrategy, is_finished_sentence
+from pipecatapp.turnstop import is_finished_sentence, sentence_end_stop_strategies
 
 from .audio_pipeline import read_pcm16, stream_through
 
@@ -42,7 +42,7 @@ def _stt() -> WhisperSTT:
 async def test_a_finished_question_ends_the_turn_when_its_transcript_arrives(
         espeak_wav, tmp_path):
     pcm, rate = read_pcm16(espeak_wav("What is the capital of France?", tmp_path / "q.wav"))
-    stop = SentenceEndUserTurnStopStrategy(user_speech_timeout=TIMEOUT, min_words=3)
+    stop = sentence_end_stop_strategies(user_speech_timeout=TIMEOUT, min_words=3)
     received = await stream_through(_stt(), pcm, rate, vad_in_aggregator=True, stop=stop,
                                     tail_silence=TIMEOUT + 1.5)
     ((final_at, _),) = received.of(TranscriptionFrame)
@@ -54,7 +54,7 @@ async def test_a_finished_question_ends_the_turn_when_its_transcript_arrives(
 @pytest.mark.slow
 async def test_a_lone_word_waits_for_the_speech_timeout(espeak_wav, tmp_path):
     pcm, rate = read_pcm16(espeak_wav("Wait.", tmp_path / "wait.wav"))
-    stop = SentenceEndUserTurnStopStrategy(user_speech_timeout=TIMEOUT, min_words=3)
+    stop = sentence_end_stop_strategies(user_speech_timeout=TIMEOUT, min_words=3)
     received = await stream_through(_stt(), pcm, rate, vad_in_aggregator=True, stop=stop,
                                     tail_silence=TIMEOUT + 1.5)
     assert received.finals, "Whisper heard nothing"
