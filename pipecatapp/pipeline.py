@@ -1,8 +1,9 @@
 """The voice pipeline, in processor order, and the worker that runs it.
 
 transport in -> (half-duplex gate) -> STT -> user aggregator (VAD, turn strategies,
-interruptions, half-duplex mute) -> LLM -> fault guard -> TTS -> apology player ->
-not-understood player -> transport out -> spoken-text tap -> assistant aggregator
+interruptions, half-duplex mute) -> LLM -> fault guard -> (first-clause text processor) ->
+TTS -> apology player -> not-understood player -> transport out -> spoken-text tap ->
+assistant aggregator
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pipecat.turns.user_start import (
     VADUserTurnStartStrategy,
 )
 from pipecat.turns.user_stop import (
+    BaseUserTurnStopStrategy,
     SpeechTimeoutUserTurnStopStrategy,
     TurnAnalyzerUserTurnStopStrategy,
 )
@@ -37,9 +39,10 @@ from pipecatapp.config import AppConfig
 from pipecatapp.fault_guard import TurnFaultGuard
 from pipecatapp.halfduplex import HalfDuplexGate
 from pipecatapp.not_understood import NotUnderstoodUserTurnStopStrategy
+from pipecatapp.services.first_clause import first_clause_processor
 from pipecatapp.spoken_text import SpokenTextTap
 from pipecatapp.timeline import AppClock, Timeline, TimelineObserver
-from pipecatapp.turnstop import SentenceEndUserTurnStopStrategy
+from pipecatapp.turnstop import sentence_end_stop_strategies
 
 IN_RATE = 16000
 OUT_RATE = 24000
@@ -55,17 +58,16 @@ def user_params(cfg: AppConfig) -> LLMUserAggregatorParams:
             min_volume=cfg.vad.min_volume,
         )
     )
+    stop: list[BaseUserTurnStopStrategy]
     if cfg.turn.stop_strategy == "smart_turn":
         from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 
         stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3())]
     elif cfg.turn.stop_strategy == "sentence_end":
-        stop = [
-            SentenceEndUserTurnStopStrategy(
-                user_speech_timeout=cfg.turn.speech_timeout,
-                min_words=cfg.turn.sentence_min_words,
-            )
-        ]
+        stop = sentence_end_stop_strategies(
+            user_speech_timeout=cfg.turn.speech_timeout,
+            min_words=cfg.turn.sentence_min_words,
+        )
     else:
         stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=cfg.turn.speech_timeout)]
     # A turn the STT did not understand ends at its verdict (and never runs the LLM).
@@ -100,6 +102,7 @@ def build_worker(
     context = context if context is not None else LLMContext()
     aggregators = LLMContextAggregatorPair(context, user_params=user_params(cfg))
     gate = [HalfDuplexGate()] if cfg.turn.half_duplex else []
+    first_clause = first_clause_processor(tts, cfg.tts.first_clause_words)
     pipeline = Pipeline(
         [
             transport.input(),
@@ -108,6 +111,7 @@ def build_worker(
             aggregators.user(),
             llm,
             TurnFaultGuard(tts),
+            *([first_clause] if first_clause is not None else []),
             tts,
             apology,
             *([not_understood] if not_understood is not None else []),

@@ -79,14 +79,6 @@ def piper_voice_path(cfg: AppConfig) -> Path:
 
 
 def build_tts(cfg: AppConfig) -> TTSService:
-    from pipecatapp.services.first_clause import speak_first_clause
-
-    tts = _tts_engine(cfg)
-    speak_first_clause(tts, cfg.tts.first_clause_words)
-    return tts
-
-
-def _tts_engine(cfg: AppConfig) -> TTSService:
     t = cfg.tts
     if t.engine == "piper":
         from pipecatapp.services.tts_piper import PiperTTS

@@ -11,6 +11,11 @@ it has released the first piece of a reply, a clause that ends in ``,``, ``;`` o
 at least ``min_words`` words is released at the space after it. Everything after the first
 piece is cut by sentence as before, so only the start of each reply changes. The state resets
 at the end of each reply and on an interruption.
+
+:func:`first_clause_processor` puts it between the LLM and the TTS the way pipecat provides
+for: an ``LLMTextProcessor`` with this aggregator turns the LLM's text into
+``AggregatedTextFrame`` pieces, which the TTS speaks as they come (it aggregates only raw
+``LLMTextFrame`` text itself).
 """
 
 from __future__ import annotations
@@ -18,68 +23,93 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pipecat.processors.aggregators.llm_text_processor import LLMTextProcessor
+from pipecat.services.tts_service import TTSService
+from pipecat.utils.string import SENTENCE_ENDING_PUNCTUATION
 from pipecat.utils.text.base_text_aggregator import Aggregation, TextType
-from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator, _LookaheadState
+from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 CLAUSE_END = (",", ";", ":")
 
 
 class FirstClauseTextAggregator(SimpleTextAggregator):
-    """Sentence aggregation, except that a reply's first clause is released on its own."""
+    """Sentence aggregation, except that a reply's first clause is released on its own.
+
+    Built on SimpleTextAggregator's public methods only (``aggregate``, ``text``,
+    ``reset``): the text is fed to it one character at a time, exactly as it cuts text
+    itself, and a ready first clause is taken out of its buffer with ``reset``.
+    """
 
     def __init__(self, *, min_words: int = 4, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._min_words = min_words
-        self._first = True
+        self._fc_min_words = min_words
+        self._fc_first = True
+        # A possible sentence end (".", "?", ";", ...) that pipecat has not decided on yet:
+        # it decides once the word after it is complete. Until then no clause is released
+        # ("Dr. Smith, ..." and "First; then" stay with the sentence logic).
+        self._fc_open_end = False
+        self._fc_word_after_end = False
 
     async def aggregate(self, text: str) -> AsyncIterator[Aggregation]:
-        if self._aggregation_type == TextType.TOKEN:
+        if self.aggregation_type == TextType.TOKEN:
             async for aggregation in super().aggregate(text):
                 yield aggregation
             return
         for char in text:
-            self._text += char
-            result = await self._check_sentence_with_lookahead(char)
-            if result:
-                self._first = False
-                yield result
-            elif self._first and char.isspace() and self._clause_is_ready():
-                clause = self._text.strip()
-                self._text = ""
-                self._first = False
+            released = False
+            async for aggregation in super().aggregate(char):
+                released = True
+                self._fc_first = False
+                yield aggregation
+            self._track_sentence_end(char, released)
+            if self._fc_first and not released and char.isspace() and self._clause_is_ready():
+                clause = self.text.text.strip()
+                await super().reset()  # the buffer held exactly this clause
+                self._fc_first = False
                 yield Aggregation(text=clause, type=TextType.SENTENCE)
 
+    def _track_sentence_end(self, char: str, released: bool) -> None:
+        if char in SENTENCE_ENDING_PUNCTUATION:
+            self._fc_open_end, self._fc_word_after_end = True, False
+        elif released:
+            self._fc_open_end = False
+        elif self._fc_open_end:
+            if char.isalnum():
+                self._fc_word_after_end = True
+            elif char.isspace() and self._fc_word_after_end:
+                self._fc_open_end = False
+
     def _clause_is_ready(self) -> bool:
-        # Only outside a pending sentence-boundary check ("Dr. Smith, ..." stays whole).
-        if self._lookahead_state != _LookaheadState.IDLE:
+        if self._fc_open_end:
             return False
-        clause = self._text.rstrip()
-        return clause.endswith(CLAUSE_END) and len(clause.split()) >= self._min_words
+        clause = self.text.text.rstrip()
+        return clause.endswith(CLAUSE_END) and len(clause.split()) >= self._fc_min_words
+
+    def _start_reply(self) -> None:
+        self._fc_first = True
+        self._fc_open_end = False
+        self._fc_word_after_end = False
 
     async def flush(self) -> Aggregation | None:
-        self._first = True
+        self._start_reply()
         return await super().flush()
 
     async def handle_interruption(self) -> None:
-        self._first = True
+        self._start_reply()
         await super().handle_interruption()
 
     async def reset(self) -> None:
-        self._first = True
+        self._start_reply()
         await super().reset()
 
 
-def speak_first_clause(tts: Any, min_words: int) -> None:
-    """Give a pipecat TTS service the first-clause aggregator (``min_words`` 0: leave it).
-
-    pipecat 1.14's TTSService takes no aggregator argument (only a mode), so the one it built
-    is replaced, keeping its mode and language.
-    """
+def first_clause_processor(tts: TTSService, min_words: int) -> LLMTextProcessor | None:
+    """The processor to place between the LLM and ``tts`` so that each reply's first clause
+    is spoken on its own (``min_words`` 0: None, the TTS cuts sentences itself)."""
     if min_words <= 0:
-        return
-    current = tts._text_aggregator
-    tts._text_aggregator = FirstClauseTextAggregator(
-        min_words=min_words,
-        aggregation_type=current.aggregation_type,
-        language=current.language,
+        return None
+    return LLMTextProcessor(
+        text_aggregator=FirstClauseTextAggregator(
+            min_words=min_words, language=tts.text_aggregation_language
+        )
     )

@@ -5,15 +5,22 @@ A failed turn (server unreachable, HTTP error, no first token within
 service unusable (it does on an HTTP 400): it logs the error (redacted), pushes an
 :class:`~pipecatapp.resilience.LLMFailedFrame` downstream so the apology is spoken, and the
 next turn tries the server again.
+
+All of it happens in ``get_chat_completions``, the public step of pipecat's OpenAI service
+that opens the completion stream (pipecat's own NVIDIA service wraps it the same way): the
+request and the stream it returns are guarded, and a failure ends the stream early, so
+pipecat's streaming loop sees a short answer and never an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
 from loguru import logger
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionChunk
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
@@ -47,7 +54,6 @@ class LocalOpenAILLMService(OpenAILLMService):
         self._secret = api_key
         self._max_history = max_history
         self._first_token_timeout = first_token_timeout
-        self._deadline: asyncio.Timeout | None = None
         super().__init__(
             base_url=base_url,
             # The OpenAI client needs a non-empty key; llama-server without --api-key ignores it.
@@ -85,12 +91,6 @@ class LocalOpenAILLMService(OpenAILLMService):
             timeout=httpx.Timeout(60.0, connect=2.0),
         )
 
-    async def _push_llm_text(self, text: str) -> None:
-        if self._deadline is not None:
-            self._deadline.reschedule(None)  # the first token came: no deadline for the rest
-            self._deadline = None
-        await super()._push_llm_text(text)
-
     def _trim(self, context: LLMContext) -> None:
         """Bound the conversation, so it never outgrows the server's context window (which
         would fail every turn from then on with HTTP 400), in a way that keeps the server's
@@ -112,26 +112,70 @@ class LocalOpenAILLMService(OpenAILLMService):
         if kept:
             context.set_messages(kept)
 
-    async def _process_context(self, context: LLMContext) -> None:
+    async def get_chat_completions(self, context: LLMContext) -> AsyncIterator[ChatCompletionChunk]:
+        """The completion stream, guarded: a failure or a missing first token ends it early
+        (with the apology), never with an exception."""
         self._trim(context)
+        deadline = asyncio.get_running_loop().time() + self._first_token_timeout
         try:
-            async with asyncio.timeout(self._first_token_timeout) as deadline:
-                self._deadline = deadline
-                await super()._process_context(context)
-            if self._deadline is not None:
-                # The stream ended without a single token of text.
-                logger.warning(f"{self}: the LLM returned an empty answer")
-        except TimeoutError:
-            await self._failed(f"no first token within {self._first_token_timeout:g} s")
+            async with asyncio.timeout_at(deadline):
+                stream = await super().get_chat_completions(context)
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            await self._failed(f"{type(e).__name__}: {e}")
+            await self._failed(self._reason(e))
+            return _no_chunks()
+        return self._guarded(stream, deadline)
+
+    async def _guarded(
+        self, stream: AsyncIterator[ChatCompletionChunk], deadline: float
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """``stream``'s chunks, until it fails or (before the first token of text) until
+        ``deadline``; then the apology and the end of the stream."""
+        chunks = aiter(stream)
+        waiting = True  # for the first token of text: the deadline applies
+        try:
+            while True:
+                try:
+                    if waiting:
+                        async with asyncio.timeout_at(deadline):
+                            chunk = await anext(chunks)
+                    else:
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                if waiting and _has_text(chunk):
+                    waiting = False
+                yield chunk
+            if waiting:
+                logger.warning(f"{self}: the LLM returned an empty answer")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            await self._failed(self._reason(e))
         finally:
-            self._deadline = None
+            close = getattr(stream, "close", None)
+            if close is not None:
+                await close()
+
+    def _reason(self, e: Exception) -> str:
+        if isinstance(e, TimeoutError):
+            return f"no first token within {self._first_token_timeout:g} s"
+        return f"{type(e).__name__}: {e}"
 
     async def _failed(self, reason: str) -> None:
         reason = redact(reason, self._secret)
         logger.error(f"{self}: LLM request failed ({reason}); speaking the apology")
         await self.stop_ttfb_metrics()
         await self.push_frame(LLMFailedFrame(reason=reason))
+
+
+async def _no_chunks() -> AsyncIterator[ChatCompletionChunk]:
+    """A completion stream with nothing in it (the request failed)."""
+    return
+    yield
+
+
+def _has_text(chunk: ChatCompletionChunk) -> bool:
+    """Whether the chunk carries answer text (what pipecat pushes as an LLMTextFrame)."""
+    return bool(chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content)

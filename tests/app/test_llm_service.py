@@ -79,6 +79,10 @@ async def test_unreachable_server_becomes_apology_and_service_stays_usable():
     assert len(failed) == 2  # every turn is tried again, none silently dropped
     assert "Connection" in failed[0].reason
     assert llm.is_usable
+    # Each apology belongs to its turn: between that turn's start and end.
+    order = [type(f) for f in down
+             if isinstance(f, (LLMFullResponseStartFrame, LLMFailedFrame, LLMFullResponseEndFrame))]
+    assert order == [LLMFullResponseStartFrame, LLMFailedFrame, LLMFullResponseEndFrame] * 2
 
 
 async def test_http_400_does_not_disable_the_next_turn(tiny_gguf):

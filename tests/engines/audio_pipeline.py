@@ -102,15 +102,15 @@ class _Recorder(FrameProcessor):
 
 
 def user_aggregator(vad_stop_secs: float,
-                    stop: BaseUserTurnStopStrategy | None = None) -> LLMUserAggregator:
-    """The app's arrangement: VAD inside the user aggregator; turns end by ``stop``
-    (default: pipecat's speech timeout of 0.2 s)."""
+                    stop: list[BaseUserTurnStopStrategy] | None = None) -> LLMUserAggregator:
+    """The app's arrangement: VAD inside the user aggregator; turns end by the ``stop``
+    strategies (default: pipecat's speech timeout of 0.2 s)."""
     return LLMUserAggregator(
         LLMContext(),
         params=LLMUserAggregatorParams(
             vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=vad_stop_secs)),
             user_turn_strategies=UserTurnStrategies(
-                stop=[stop or SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.2)]
+                stop=stop or [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.2)]
             ),
         ),
     )
@@ -133,7 +133,7 @@ async def stream_through(
     vad_stop_secs: float = 0.2,
     timeout: float = 60.0,
     vad_in_aggregator: bool = False,
-    stop: BaseUserTurnStopStrategy | None = None,
+    stop: list[BaseUserTurnStopStrategy] | None = None,
 ) -> Received:
     """Feed ``pcm`` (16-bit mono) through VAD and ``service`` in real time; return its output.
 
