@@ -106,11 +106,11 @@ class WhisperLane:
         self, model: WhisperModel, *, name: str, beam_size: int, language: str,
         window_secs: float = FULL_WINDOW_SECS,
     ) -> None:
-        self._whisper = model
-        self._name = name
-        self._beam_size = beam_size
-        self._window_secs = window_secs
-        self._language = language
+        self.whisper = model
+        self.name = name
+        self.beam_size = beam_size
+        self.window_secs = window_secs
+        self.language = language
         self.passes: list[LanePass] = []
         # Set by the service when an utterance starts; passes are tagged with it.
         self.utterance = 0
@@ -126,22 +126,22 @@ class WhisperLane:
         self.latest = record
         try:
             heard = transcribe_utterance(
-                self._whisper,
+                self.whisper,
                 np.asarray(audio, dtype=np.float32),
-                window_secs=self._window_secs,
-                beam_size=self._beam_size,
-                language=language or self._language,
+                window_secs=self.window_secs,
+                beam_size=self.beam_size,
+                language=language or self.language,
             )
             text = record.text = heard.text
         finally:
             record.done.set()
         self.passes.append(
-            LanePass(self._name, len(audio) / RECORDER_RATE, time.perf_counter() - started)
+            LanePass(self.name, len(audio) / RECORDER_RATE, time.perf_counter() - started)
         )
         return TranscriptionResult(
             text=text,
             # The language is configured, never detected.
-            info=TranscriptionInfo(language=language or self._language, language_probability=1.0),
+            info=TranscriptionInfo(language=language or self.language, language_probability=1.0),
         )
 
 
@@ -158,16 +158,16 @@ class Preroll:
 
     def __init__(self, secs: float) -> None:
         self.max_bytes = int((RECORDER_RATE // RECORDER_CHUNK) * secs) * CHUNK_BYTES
-        self._audio = bytearray()
+        self.audio = bytearray()
 
     def add(self, pcm: bytes) -> None:
-        self._audio += pcm
-        del self._audio[: -self.max_bytes]
+        self.audio += pcm
+        del self.audio[: -self.max_bytes]
 
     def take(self) -> bytes:
         """The buffered audio, emptying the buffer."""
-        audio = bytes(self._audio)
-        self._audio.clear()
+        audio = bytes(self.audio)
+        self.audio.clear()
         return audio
 
 
