@@ -21,9 +21,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from faster_whisper import WhisperModel
-from faster_whisper.transcribe import get_compression_ratio
 
-from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, decode_window
+from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, compression_ratio, decode_window
 
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MIN_AVG_LOGPROB = -1.0  # faster-whisper's log_prob_threshold
@@ -84,7 +83,7 @@ def _decode_full(model: WhisperModel, samples: np.ndarray, *, temperature: float
         text=text,
         avg_logprob=float(avg),
         no_speech_prob=float(max(p.no_speech_prob for p in parts)),
-        compression_ratio=get_compression_ratio(text) if text else 0.0,
+        compression_ratio=compression_ratio(text),
         window=None,
         attempts=1,
         secs=0.0,

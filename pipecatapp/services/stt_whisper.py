@@ -1,10 +1,13 @@
-"""Whisper (faster-whisper) speech-to-text: pipecat's WhisperSTTService with beam and threads.
+"""Whisper (faster-whisper) speech-to-text on pipecat's SegmentedSTTService.
 
-pipecat's service transcribes each VAD segment once, with faster-whisper's default beam of 5
-and its default thread count. This subclass exposes ``beam_size`` (1 = greedy, measurably
-faster on a small CPU) and ``cpu_threads``, transcribes a short utterance on a short encoder
-window (``window_secs``, see whisper_window: 3x faster on a question), loads the model once,
-and warms it up at construction so the first user turn does not pay for the first inference.
+pipecat's own WhisperSTTService transcribes each VAD segment once, with faster-whisper's
+default beam of 5 and its default thread count, and offers no hook for either. This service
+is built on the same public base class (``SegmentedSTTService``: one ``run_stt`` call per
+VAD segment, raw 16-bit PCM) with the same settings (``WhisperSTTService.Settings``), and
+adds ``beam_size`` (1 = greedy, measurably faster on a small CPU) and ``cpu_threads``,
+transcribes a short utterance on a short encoder window (``window_secs``, see
+whisper_window: 3x faster on a question), loads the model once, and warms it up at
+construction so the first user turn does not pay for the first inference.
 """
 
 from __future__ import annotations
@@ -13,15 +16,23 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from faster_whisper import WhisperModel
 from loguru import logger
-from pipecat.frames.frames import ErrorFrame, Frame, TranscriptionFrame
-from pipecat.services.whisper.stt import WhisperSTTService
+from pipecat.frames.frames import (
+    Frame,
+    InputAudioRawFrame,
+    TranscriptionFrame,
+    UserAudioRawFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.stt_service import SegmentedSTTService
+from pipecat.services.whisper.stt import WhisperSTTSettings, language_to_whisper_language
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
+from pipecat.utils.tracing.service_decorators import traced_stt
 
 from pipecatapp.errors import ConfigError, EngineUnavailable, redact
 from pipecatapp.not_understood import STT_FAILED, SpeechNotUnderstoodFrame
@@ -74,6 +85,26 @@ def whisper_language(language: str) -> Language:
         ) from None
 
 
+def audio_user_id(frame: Frame) -> str | None:
+    """The user an audio frame is from ("" when the transport does not say); None for any
+    frame that is not input audio. STT services stamp their transcripts with it."""
+    if isinstance(frame, UserAudioRawFrame):
+        return frame.user_id
+    return "" if isinstance(frame, InputAudioRawFrame) else None
+
+
+def unsupported_language(model: WhisperModel, language: str | None) -> str | None:
+    """Why ``model`` cannot transcribe ``language`` (an English-only model and another
+    language), or None when it can. Without this check an English-only model would answer
+    in fluent English whatever the speaker's language."""
+    if not language or language in model.supported_languages:
+        return None
+    return (
+        f"the Whisper model cannot transcribe {language!r}: it knows only "
+        f"{sorted(model.supported_languages)}; use a multilingual model"
+    )
+
+
 def load_whisper_model(model: str, *, cpu_threads: int, compute_type: str) -> WhisperModel:
     """Load a faster-whisper model on the CPU, turning load failures into EngineUnavailable."""
     path = Path(model).expanduser()
@@ -110,8 +141,10 @@ def warm_up_model(model: WhisperModel, *, language: str | None) -> float:
     return time.perf_counter() - started
 
 
-class WhisperSTT(WhisperSTTService):
+class WhisperSTT(SegmentedSTTService):
     """faster-whisper on the CPU, one transcription per VAD segment, beam and threads set."""
+
+    Settings = WhisperSTTSettings
 
     def __init__(
         self,
@@ -149,82 +182,97 @@ class WhisperSTT(WhisperSTTService):
             model=model, beam_size=beam_size, cpu_threads=cpu_threads, compute_type=compute_type,
             window_secs=window_secs,
         )
-        self._beam_size = beam_size
-        self._window_secs = window_secs
-        self._max_secs = max_secs
-        self._min_avg_logprob = min_avg_logprob
-        self._cpu_threads = cpu_threads
-        self.load_secs = 0.0
-        self.warm_up_secs = 0.0
-        super().__init__(
-            device="cpu",
-            compute_type=compute_type,
-            settings=WhisperSTTService.Settings(model=model, language=whisper_language(language)),
-            ttfs_p99_latency=ttfs_p99_latency,
-            **kwargs,
+        settings = WhisperSTTSettings(
+            model=model,
+            language=whisper_language(language),
+            # pipecat's WhisperSTTService defaults
+            no_speech_prob=0.4,
+            hotwords=None,
+            initial_prompt=None,
         )
+        super().__init__(settings=settings, ttfs_p99_latency=ttfs_p99_latency, **kwargs)
+        self.beam_size = beam_size
+        """Beam width of every transcription (1 = greedy)."""
+        self.window_secs = window_secs
+        """Shortest encoder window of a transcription (30 = Whisper's full window)."""
+        self.cpu_threads = cpu_threads
+        """CTranslate2 threads the model was loaded with."""
+        self.max_secs = max_secs
+        self.min_avg_logprob = min_avg_logprob
+        self.user_id = ""
+        """The user of the latest audio frame (transports that know it set it)."""
+        started = time.perf_counter()
+        self.whisper = load_whisper_model(
+            model, cpu_threads=cpu_threads, compute_type=compute_type
+        )
+        self.load_secs = time.perf_counter() - started
+        logger.debug(f"{self}: Whisper model loaded in {self.load_secs:.2f}s")
+        unsupported = unsupported_language(self.whisper, self.language_code)
+        if unsupported:
+            raise ConfigError("stt.language", unsupported)
+        self.warm_up_secs = 0.0
         if warm_up:
             self.warm_up()
 
     @property
-    def beam_size(self) -> int:
-        """Beam width of every transcription (1 = greedy)."""
-        return self._beam_size
+    def wants_wav_segments(self) -> bool:
+        """Segments arrive as raw 16-bit PCM, which the model reads directly."""
+        return False
 
     @property
-    def window_secs(self) -> float:
-        """Shortest encoder window of a transcription (30 = Whisper's full window)."""
-        return self._window_secs
+    def whisper_settings(self) -> WhisperSTTSettings:
+        """The service's current settings (language, no-speech threshold, hotwords, prompt)."""
+        return cast(WhisperSTTSettings, self.settings)
 
     @property
-    def cpu_threads(self) -> int:
-        """CTranslate2 threads the model was loaded with."""
-        return self._cpu_threads
-
-    def _load(self) -> None:
-        """Load the model with our thread count (pipecat's loader has no cpu_threads)."""
-        started = time.perf_counter()
-        self._model = load_whisper_model(
-            str(self._settings.model),
-            cpu_threads=self._cpu_threads,
-            compute_type=self._compute_type,
-        )
-        self.load_secs = time.perf_counter() - started
-        logger.debug(f"{self}: Whisper model loaded in {self.load_secs:.2f}s")
-        unsupported = self._unsupported_language()
-        if unsupported:
-            raise ConfigError("stt.language", unsupported)
-
-    def _language_code(self) -> str | None:
-        language = self._settings.language
+    def language_code(self) -> str | None:
+        """Whisper's code of the configured language ("en")."""
+        language = self.whisper_settings.language
         return str(language) if language else None
+
+    def can_generate_metrics(self) -> bool:
+        """Processing time and TTFB are reported."""
+        return True
+
+    def language_to_service_language(self, language: Language) -> str | None:
+        """Whisper's code for a pipecat Language."""
+        return language_to_whisper_language(language)
 
     def warm_up(self) -> float:
         """Run one inference on silence (blocking); returns and records its duration."""
-        assert self._model is not None
-        self.warm_up_secs = warm_up_model(self._model, language=self._language_code())
+        self.warm_up_secs = warm_up_model(self.whisper, language=self.language_code)
         logger.debug(f"{self}: warm-up took {self.warm_up_secs:.2f}s")
         return self.warm_up_secs
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Note the user each audio frame is from, then process it as pipecat does."""
+        user_id = audio_user_id(frame)
+        if user_id is not None:
+            self.user_id = user_id
+        await super().process_frame(frame, direction)
+
+    @traced_stt
+    async def handle_transcription(
+        self, transcript: str, is_final: bool, language: Language | str | None = None
+    ) -> None:
+        """A transcript is ready (pipecat's STT tracing records it here when enabled)."""
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         """Transcribe one VAD segment (16-bit mono PCM) with the configured beam; with
         ``max_secs`` set, within that bound and judged (see services/bounded_whisper)."""
-        if not self._model:
-            yield ErrorFrame("Whisper model not available")
-            return
-
         await self.start_processing_metrics()
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
-        no_speech = self._settings.no_speech_prob
+        settings = self.whisper_settings
+        no_speech = settings.no_speech_prob
         options: dict[str, Any] = {
-            "window_secs": self._window_secs,
-            "beam_size": self._beam_size,
-            "language": self._language_code(),
-            "hotwords": self._settings.hotwords or None,
-            "initial_prompt": self._settings.initial_prompt or None,
+            "window_secs": self.window_secs,
+            "beam_size": self.beam_size,
+            "language": self.language_code,
+            "hotwords": settings.hotwords or None,
+            "initial_prompt": settings.initial_prompt or None,
         }
-        if self._max_secs is not None:
-            outcome = await self._judged(self._model, samples, options)
+        if self.max_secs is not None:
+            outcome = await self.judged(samples, options)
             await self.stop_processing_metrics()
             if isinstance(outcome, SpeechNotUnderstoodFrame):
                 yield outcome
@@ -233,7 +281,7 @@ class WhisperSTT(WhisperSTTService):
         else:
             heard = await asyncio.to_thread(
                 transcribe_utterance,
-                self._model,
+                self.whisper,
                 samples,
                 no_speech_threshold=no_speech if isinstance(no_speech, float) else None,
                 **options,
@@ -242,32 +290,30 @@ class WhisperSTT(WhisperSTTService):
             await self.stop_processing_metrics()
 
         if text:
-            await self._handle_transcription(text, True, self._settings.language)
+            await self.handle_transcription(text, True, settings.language)
             logger.debug(f"{self}: transcription [{text}]")
-            yield TranscriptionFrame(
-                text, self._user_id, time_now_iso8601(), self._settings.language
-            )
+            yield TranscriptionFrame(text, self.user_id, time_now_iso8601(), settings.language)
 
-    async def _judged(
-        self, model: WhisperModel, samples: np.ndarray, options: dict[str, Any]
+    async def judged(
+        self, samples: np.ndarray, options: dict[str, Any]
     ) -> str | SpeechNotUnderstoodFrame:
-        """Condition the utterance (telephone band) and decode it within the bound: the text
-        if understood, else the verdict as a frame (an engine error included)."""
-        assert self._max_secs is not None
+        """Condition the utterance (telephone band) and decode it within ``max_secs``: the
+        text if understood, else the verdict as a frame (an engine error included)."""
+        assert self.max_secs is not None
         try:
             decoded = await asyncio.to_thread(
                 transcribe_bounded,
-                model,
+                self.whisper,
                 condition(samples),
-                max_secs=self._max_secs,
-                min_avg_logprob=self._min_avg_logprob,
+                max_secs=self.max_secs,
+                min_avg_logprob=self.min_avg_logprob,
                 **options,
             )
         except Exception as e:  # the engine failed on this utterance: the turn apologizes
             reason = redact(f"{type(e).__name__}: {e}")
             logger.error(f"{self}: transcription failed ({reason})")
             return SpeechNotUnderstoodFrame(reason=STT_FAILED, error=reason)
-        verdict = judge(decoded, samples, min_avg_logprob=self._min_avg_logprob)
+        verdict = judge(decoded, samples, min_avg_logprob=self.min_avg_logprob)
         logger.debug(
             f"{self}: {verdict.kind} [{decoded.text}] in {decoded.secs:.2f}s, "
             f"{decoded.attempts} decode(s), avg_logprob {decoded.avg_logprob:.2f}"

@@ -1,15 +1,20 @@
-"""What the TTS adapters share: PCM helpers, lead-in trimming, and off-pipeline rendering.
+"""What the TTS adapters share: PCM helpers, lead-in trimming, audio frames, and
+off-pipeline rendering.
 
 ``render_speech(tts, text)`` synthesizes a whole text outside any pipeline (the app renders
 its spoken apology at start-up with it); every TTS adapter of this package implements the
-small :class:`OfflineSynthesizer` protocol it relies on.
+small :class:`OfflineSynthesizer` protocol it relies on. ``audio_frames`` turns an engine's
+PCM chunks into pipecat's ``TTSAudioRawFrame``s at the pipeline's rate.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from pipecat.audio.resamplers.base_audio_resampler import BaseAudioResampler
+from pipecat.frames.frames import TTSAudioRawFrame
 
 # Piper starts each sentence with 0.04-0.47 s of near-silence; anything under this level
 # (dB relative to full scale, RMS over 10 ms) before the first sound is lead-in.
@@ -86,3 +91,20 @@ def trim_lead_in(
         return pcm, 0.0
     cut = max(0, silent - int(sample_rate * keep_secs))
     return pcm[cut * 2 :], cut / sample_rate
+
+
+async def audio_frames(
+    chunks: AsyncIterator[bytes],
+    *,
+    in_rate: int,
+    out_rate: int,
+    resampler: BaseAudioResampler,
+    context_id: str,
+) -> AsyncIterator[TTSAudioRawFrame]:
+    """One mono ``TTSAudioRawFrame`` at ``out_rate`` per chunk of 16-bit PCM at ``in_rate``
+    (resampled through ``resampler``, a stream resampler kept by the service)."""
+    async for pcm in chunks:
+        if in_rate != out_rate:
+            pcm = await resampler.resample(pcm, in_rate, out_rate)
+        if pcm:
+            yield TTSAudioRawFrame(pcm, out_rate, 1, context_id=context_id)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from loguru import logger
+from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
@@ -30,7 +31,7 @@ from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.tracing.service_decorators import traced_tts
 
 from pipecatapp.errors import ConfigError, EngineUnavailable
-from pipecatapp.services.tts_common import float_to_pcm16, trim_lead_in
+from pipecatapp.services.tts_common import audio_frames, float_to_pcm16, trim_lead_in
 
 INSTALL_HINT = (
     "install it with `pip install -r requirements-melotts.txt` (MeloTTS from "
@@ -127,18 +128,20 @@ class MeloTTSService(TTSService):
             **kwargs,
         )
         started = time.perf_counter()
-        self._tts = load_melotts(
+        self.melo = load_melotts(
             language=language, device=device, config_path=config_path, ckpt_path=ckpt_path
         )
+        """MeloTTS's loaded ``TTS`` model."""
         self.load_secs = time.perf_counter() - started
-        speakers = dict(self._tts.hps.data.spk2id)
+        speakers = dict(self.melo.hps.data.spk2id)
         if speaker not in speakers:
             raise ConfigError(
                 "tts.melo_speaker",
                 f"{speaker!r} is not a speaker of this voice: {sorted(speakers)}",
             )
-        self._speaker_id = int(speakers[speaker])
-        self._speed = speed
+        self.speaker_id = int(speakers[speaker])
+        self.speed = speed
+        self.resampler = create_stream_resampler()
         self.last_lead_in_trimmed_secs = 0.0
 
     def can_generate_metrics(self) -> bool:
@@ -148,14 +151,16 @@ class MeloTTSService(TTSService):
     @property
     def native_sample_rate(self) -> int:
         """The voice's own sample rate (44.1 kHz for MeloTTS's published voices)."""
-        return int(self._tts.hps.data.sampling_rate)
+        return int(self.melo.hps.data.sampling_rate)
 
-    def _pieces(self, text: str) -> list[str]:
-        return list(self._tts.split_sentences_into_pieces(text, self._tts.language, quiet=True))
+    def pieces(self, text: str) -> list[str]:
+        """MeloTTS's own split of ``text`` into the pieces it synthesizes one at a time."""
+        return list(self.melo.split_sentences_into_pieces(text, self.melo.language, quiet=True))
 
-    def _synthesize_piece(self, piece: str, first: bool) -> bytes:
-        audio = self._tts.tts_to_file(
-            piece, self._speaker_id, output_path=None, speed=self._speed, quiet=True
+    def synthesize_piece(self, piece: str, first: bool) -> bytes:
+        """One piece as 16-bit PCM at the voice's rate (the first one's lead-in trimmed)."""
+        audio = self.melo.tts_to_file(
+            piece, self.speaker_id, output_path=None, speed=self.speed, quiet=True
         )
         pcm = float_to_pcm16(np.asarray(audio, dtype=np.float32))
         if first:
@@ -165,8 +170,8 @@ class MeloTTSService(TTSService):
     def synthesize_pcm(self, text: str) -> tuple[bytes, int]:
         """All of ``text`` as 16-bit mono PCM at the voice's rate (for render_speech)."""
         pcm = b"".join(
-            self._synthesize_piece(piece, index == 0)
-            for index, piece in enumerate(self._pieces(text))
+            self.synthesize_piece(piece, index == 0)
+            for index, piece in enumerate(self.pieces(text))
         )
         return pcm, self.native_sample_rate
 
@@ -175,15 +180,16 @@ class MeloTTSService(TTSService):
         """Synthesize ``text`` piece by piece and stream each piece out when it is ready."""
 
         async def pcm_pieces() -> AsyncIterator[bytes]:
-            pieces = await asyncio.to_thread(self._pieces, text)
+            pieces = await asyncio.to_thread(self.pieces, text)
             for index, piece in enumerate(pieces):
-                yield await asyncio.to_thread(self._synthesize_piece, piece, index == 0)
+                yield await asyncio.to_thread(self.synthesize_piece, piece, index == 0)
 
         produced = False
         try:
             await self.start_tts_usage_metrics(text)
-            async for frame in self._stream_audio_frames_from_iterator(
-                pcm_pieces(), in_sample_rate=self.native_sample_rate, context_id=context_id
+            async for frame in audio_frames(
+                pcm_pieces(), in_rate=self.native_sample_rate, out_rate=self.sample_rate,
+                resampler=self.resampler, context_id=context_id,
             ):
                 if not produced:
                     produced = True

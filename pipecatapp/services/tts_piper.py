@@ -1,10 +1,13 @@
 """Piper text-to-speech from a local voice file, with its near-silent lead-in trimmed.
 
 pipecat's PiperTTSService finds a voice by name in a download directory (and downloads it
-when absent). This adapter takes the ``.onnx`` path itself (its ``.onnx.json`` beside it),
-never downloads, and sets Piper's length scale and speaker. Piper synthesizes sentence by
-sentence; the start of each text it is given carries 0.04-0.47 s of near-silence, which is
-cut (keeping 20 ms) so the first audible sound reaches the speaker sooner.
+when absent), and has no hook for Piper's synthesis options. This adapter is a plain
+``TTSService`` (pipecat's documented way to add a TTS: implement ``run_tts``) that takes the
+``.onnx`` path itself (its ``.onnx.json`` beside it), loads it with piper's public
+``PiperVoice.load``, never downloads, and sets Piper's length scale and speaker. Piper
+synthesizes sentence by sentence; the start of each text it is given carries 0.04-0.47 s of
+near-silence, which is cut (keeping 20 ms) so the first audible sound reaches the speaker
+sooner.
 
 Piper (piper-tts) is GPL-3.0 and runs in-process.
 """
@@ -19,14 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
+from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import Frame
-from pipecat.services.piper.tts import PiperTTSService
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TTSService
 from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.tracing.service_decorators import traced_tts
 from piper import PiperVoice, SynthesisConfig
 
 from pipecatapp.errors import ConfigError, EngineUnavailable
-from pipecatapp.services.tts_common import trim_lead_in
+from pipecatapp.services.tts_common import audio_frames, trim_lead_in
 
 
 def check_piper_voice(voice_path: str) -> tuple[Path, dict[str, Any]]:
@@ -52,7 +57,7 @@ def _next_chunk(chunks: Iterator[Any]) -> Any:
     return next(chunks, None)
 
 
-class PiperTTS(PiperTTSService):
+class PiperTTS(TTSService):
     """A local Piper voice, streamed sentence by sentence, lead-in trimmed."""
 
     def __init__(
@@ -80,30 +85,37 @@ class PiperTTS(PiperTTSService):
                 "tts.speaker",
                 f"the voice {path.name} has speakers 0..{speakers - 1}, not {speaker}",
             )
-        started = time.perf_counter()
         super().__init__(
-            download_dir=path.parent,
-            settings=PiperTTSService.Settings(voice=path.name.removesuffix(".onnx")),
+            push_start_frame=True,
+            push_stop_frames=True,
+            settings=TTSSettings(model=None, voice=path.name.removesuffix(".onnx"), language=None),
             **kwargs,
         )
+        started = time.perf_counter()
+        try:
+            self.voice: PiperVoice = PiperVoice.load(path)
+            """The loaded Piper voice."""
+        except Exception as e:  # onnxruntime and JSON errors of a damaged voice
+            raise EngineUnavailable(f"tts.voice_path: cannot load {path}: {e}") from e
         self.load_secs = time.perf_counter() - started
-        self._syn_config = SynthesisConfig(length_scale=length_scale, speaker_id=speaker)
+        self.synthesis = SynthesisConfig(length_scale=length_scale, speaker_id=speaker)
+        """Piper's options for every sentence (length scale, speaker)."""
+        self.resampler = create_stream_resampler()
         self.last_lead_in_trimmed_secs = 0.0
 
-    @property
-    def voice(self) -> PiperVoice:
-        """The loaded Piper voice."""
-        return self._voice
+    def can_generate_metrics(self) -> bool:
+        """TTFB and usage metrics are reported."""
+        return True
 
     @property
     def native_sample_rate(self) -> int:
         """The voice's own sample rate (Hz)."""
-        return int(self._voice.config.sample_rate)
+        return int(self.voice.config.sample_rate)
 
-    def _sentences(self, text: str) -> Iterator[bytes]:
+    def sentences(self, text: str) -> Iterator[bytes]:
         """PCM of each sentence Piper makes from ``text``, the first one's lead-in trimmed."""
         first = True
-        for chunk in self._voice.synthesize(text, syn_config=self._syn_config):
+        for chunk in self.voice.synthesize(text, syn_config=self.synthesis):
             pcm = chunk.audio_int16_bytes
             if first:
                 pcm, self.last_lead_in_trimmed_secs = trim_lead_in(pcm, self.native_sample_rate)
@@ -112,12 +124,12 @@ class PiperTTS(PiperTTSService):
 
     def synthesize_pcm(self, text: str) -> tuple[bytes, int]:
         """All of ``text`` as 16-bit mono PCM at the voice's rate (for render_speech)."""
-        return b"".join(self._sentences(text)), self.native_sample_rate
+        return b"".join(self.sentences(text)), self.native_sample_rate
 
     @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         """Synthesize ``text`` (one sentence from pipecat's aggregator) and stream it out."""
-        sentences = self._sentences(text)
+        sentences = self.sentences(text)
 
         async def pcm_chunks() -> AsyncIterator[bytes]:
             while (pcm := await asyncio.to_thread(_next_chunk, sentences)) is not None:
@@ -126,8 +138,9 @@ class PiperTTS(PiperTTSService):
         produced = False
         try:
             await self.start_tts_usage_metrics(text)
-            async for frame in self._stream_audio_frames_from_iterator(
-                pcm_chunks(), in_sample_rate=self.native_sample_rate, context_id=context_id
+            async for frame in audio_frames(
+                pcm_chunks(), in_rate=self.native_sample_rate, out_rate=self.sample_rate,
+                resampler=self.resampler, context_id=context_id,
             ):
                 if not produced:
                     produced = True

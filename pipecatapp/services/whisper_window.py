@@ -18,13 +18,13 @@ errors, full window 0.45 s and 66 word errors.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from faster_whisper import WhisperModel
-from faster_whisper.audio import pad_or_trim
-from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+from pipecatapp.upstream import decode_on_window
 
 FULL_WINDOW_SECS = 30.0
 FRAMES_PER_SEC = 100  # log-Mel frames (10 ms hop)
@@ -34,6 +34,12 @@ _TOKENS_HEADROOM = 8
 # faster-whisper's own thresholds for a decode that needs a second try.
 _MAX_COMPRESSION_RATIO = 2.4
 _MIN_AVG_LOGPROB = -1.0
+
+
+def compression_ratio(text: str) -> float:
+    """How much zlib shrinks ``text`` (UTF-8): Whisper's measure of a repeating decode."""
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 @dataclass(frozen=True)
@@ -95,37 +101,19 @@ def decode_window(
     window = window_for(len(samples) / sample_rate, window_secs)
     if window is None or len(samples) == 0:
         return None
-    frames = int(window * FRAMES_PER_SEC)
-    features = pad_or_trim(model.feature_extractor(samples), frames)
-    tokenizer = Tokenizer(
-        model.hf_tokenizer,
-        model.model.is_multilingual,
-        task="transcribe",
-        language=language or "en",
-    )
-    previous = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
-    prompt = model.get_prompt(tokenizer, previous, without_timestamps=True, hotwords=hotwords)
     max_new = _TOKENS_HEADROOM + math.ceil(len(samples) / sample_rate * _TOKENS_PER_SEC)
-    result = model.model.generate(
-        model.encode(features),
-        [prompt],
-        beam_size=beam_size,
-        max_length=len(prompt) + max_new,
-        return_scores=True,
-        return_no_speech_prob=True,
-        suppress_blank=True,
-        suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-    )[0]
-    tokens = result.sequences_ids[0]
-    text = tokenizer.decode(tokens).strip()
-    avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else 0.0
+    decoded = decode_on_window(
+        model, samples, frames=int(window * FRAMES_PER_SEC), beam_size=beam_size,
+        language=language, max_new_tokens=max_new, hotwords=hotwords,
+        initial_prompt=initial_prompt,
+    )
     return WindowDecode(
-        text=text,
-        no_speech_prob=float(result.no_speech_prob),
+        text=decoded.text,
+        no_speech_prob=decoded.no_speech_prob,
         window=window,
-        avg_logprob=float(avg_logprob),
-        compression_ratio=get_compression_ratio(text) if text else 0.0,
-        hit_token_bound=len(tokens) >= max_new,
+        avg_logprob=decoded.avg_logprob,
+        compression_ratio=compression_ratio(decoded.text),
+        hit_token_bound=len(decoded.tokens) >= max_new,
     )
 
 
