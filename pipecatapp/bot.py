@@ -186,13 +186,20 @@ def stop_strategies(cfg: AppConfig) -> list[BaseUserTurnStopStrategy]:
 
 
 async def warm_up(llm: LocalOpenAILLMService, secret: str) -> None:
-    """One tiny completion with the system prompt, through the service's own client, so the
-    first turn finds the model loaded and the prompt cached. A failure is only logged: the
-    session starts and apologizes when the LLM stays unreachable."""
+    """One request with the system prompt, through the service's own client and settings,
+    read up to its first token and then closed, so the first turn finds the model loaded and
+    the prompt cached. A failure is only logged: the session starts, and apologizes if the
+    LLM stays unreachable."""
     hello = LLMContext(messages=[{"role": "user", "content": "Hello."}])
     try:
         async with asyncio.timeout(WARMUP_TIMEOUT_SECS):
-            await llm.run_inference(hello, max_tokens=1)
+            stream = await llm.get_chat_completions(hello)
+            try:
+                async for chunk in stream:
+                    if any(c.delta and c.delta.content for c in chunk.choices):
+                        break  # the prompt is evaluated and cached; the rest is not needed
+            finally:
+                await stream.close()
     except Exception as e:  # any failure: the session goes on without the warm-up
         logger.warning(redact(f"LLM warm-up failed ({type(e).__name__}: {e}); continuing", secret))
 
