@@ -21,6 +21,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_mute import AlwaysUserMuteStrategy
 from pipecat.turns.user_start import (
@@ -193,7 +194,9 @@ async def warm_up(llm: LocalOpenAILLMService, secret: str) -> None:
     hello = LLMContext(messages=[{"role": "user", "content": "Hello."}])
     try:
         async with asyncio.timeout(WARMUP_TIMEOUT_SECS):
-            stream = await llm.get_chat_completions(hello)
+            # pipecat's own request of the service (its client, its settings), without the
+            # guard LocalOpenAILLMService adds for turns: here a failure is only logged.
+            stream = await OpenAILLMService.get_chat_completions(llm, hello)
             try:
                 async for chunk in stream:
                     if any(c.delta and c.delta.content for c in chunk.choices):
