@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from pipecatapp.config import AppConfig, load_config
+from pipecatapp.config import AppConfig, LLMConfig, load_config
 from pipecatapp.errors import ConfigError, EngineUnavailable, redact
 from pipecatapp.transports.wavio import AudioFileError
 
@@ -111,72 +113,48 @@ def setup_logging(cfg: AppConfig) -> None:
     logger.add(sys.stderr, level=cfg.log_level.upper())
 
 
+def resolve_llm(cfg: AppConfig, stack: contextlib.ExitStack) -> None:
+    """Fill ``cfg.llm.url``, once, before the bot is built; everything downstream reads it:
+    ``--llm-url``/``llm.url`` as given, else Nomad's service registry (``llm.nomad_addr``),
+    else an embedded llama-server on SmolLM2 that lives as long as ``stack``."""
+    llm = cfg.llm
+    if llm.url:
+        llm.url = llm.url.rstrip("/")
+    elif llm.nomad_addr:
+        from pipecatapp.discovery import nomad_llm_url
+
+        llm.url = nomad_llm_url(llm)
+    else:
+        llm.url = embedded_llm(llm, stack)
+    logger.info(f"LLM at {llm.url}")
+
+
+def embedded_llm(llm: LLMConfig, stack: contextlib.ExitStack) -> str:
+    """Start llama-server on ``llm.embedded_model`` (default SmolLM2); its base URL."""
+    from pipecatapp.embedded import models, server
+
+    model = Path(llm.embedded_model) if llm.embedded_model else models.smollm2_gguf()
+    if not model.is_file():
+        raise EngineUnavailable(f"llm.embedded_model: {model} is not a GGUF file")
+    logger.info(f"embedded mode: starting llama-server on {model.name}")
+    srv = server.LlamaServer(model, threads=llm.embedded_threads, ctx=4096)
+    stack.callback(srv.stop)
+    srv.start()
+    srv.wait_ready(120)
+    return srv.base_url
+
+
 def run(cfg: AppConfig) -> int:
-    from pipecatapp import app
+    """One path for every transport: its own checks first (input file, sound card), then the
+    LLM's URL, then sessions of the bot (pipecatapp/bot.py) on it."""
+    from pipecatapp.bot import run_session
+    from pipecatapp.transports import runner_for
 
     logger.info(f"configuration: {cfg.redacted()}")
-    if cfg.transport == "file":
-        from pipecatapp.transports.file import FileTransport
-        from pipecatapp.transports.wavio import read_audio
-
-        # A missing or malformed input fails before anything loads.
-        speech = read_audio(cfg.file.input, what="--input")
-
-        def make(clock: Any, timeline: Any) -> Any:
-            timeline.audio_from_frames = False
-            return FileTransport(
-                speech=speech,
-                output_path=cfg.file.output,
-                clock=clock,
-                timeline=timeline,
-                tail_secs=cfg.file.tail_secs,
-                is_idle=timeline.idle,
-            )
-
-        with contextlib.ExitStack() as stack:
-            base_url = app.resolve_llm(cfg, stack)
-            if cfg.turn.warmup:
-                app.warm_llm(cfg, base_url)
-            timeline = asyncio.run(app.run_session(cfg, base_url=base_url, make_transport=make))
-        for turn in timeline.turn_summaries():
-            logger.info(
-                f"turn {turn['turn']}: {turn['text']!r} voice-to-voice "
-                f"{turn['voice_to_voice']} s, audio={turn['audio']}"
-            )
-        return 0
-
-    if cfg.transport == "local":
-        from pipecatapp.transports.local import check_sound_card, local_transport
-
-        check_sound_card()
-        with contextlib.ExitStack() as stack:
-            base_url = app.resolve_llm(cfg, stack)
-            if cfg.turn.warmup:
-                app.warm_llm(cfg, base_url)
-            asyncio.run(
-                app.run_session(
-                    cfg, base_url=base_url, make_transport=lambda _c, _t: local_transport()
-                )
-            )
-        return 0
-
-    from pipecatapp.transports import webrtc
-
+    transport = runner_for(cfg)
     with contextlib.ExitStack() as stack:
-        base_url = app.resolve_llm(cfg, stack)
-        if cfg.turn.warmup:
-            app.warm_llm(cfg, base_url)
-
-        async def session(connection: Any) -> None:
-            await app.run_session(
-                cfg,
-                base_url=base_url,
-                make_transport=lambda _c, _t: webrtc.make_transport(connection),
-                rtvi=True,
-                handle_sigint=False,
-            )
-
-        asyncio.run(webrtc.serve(cfg.webrtc, session))
+        resolve_llm(cfg, stack)
+        asyncio.run(transport.serve(functools.partial(run_session, cfg)))
     return 0
 
 

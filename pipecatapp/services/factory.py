@@ -1,9 +1,10 @@
-"""Configuration -> pipecat services. The pipeline never knows which engine it got.
+"""Configuration -> the speech services (STT, TTS, the canned phrases). The pipeline never
+knows which engine it got.
 
 Engine adapters live one per file beside this one (stt_whisper, stt_realtimestt, tts_piper,
-tts_melotts, llm_openai). Model paths left empty in the configuration resolve to the embedded
-defaults from PyPI packages (pipecatapp.embedded.models). Heavy engines are imported only when
-chosen.
+tts_melotts); the LLM service is built in pipecatapp/bot.py, from ``cfg.llm``. Model paths
+left empty in the configuration resolve to the embedded defaults from PyPI packages
+(pipecatapp.embedded.models). Heavy engines are imported only when chosen.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pipecat.services.tts_service import TTSService
 
 from pipecatapp.config import AppConfig
 from pipecatapp.errors import ConfigError
-from pipecatapp.services.llm_openai import LocalOpenAILLMService
 
 
 def stt_model(cfg: AppConfig) -> str:
@@ -125,18 +125,3 @@ def render_not_understood(cfg: AppConfig, tts: TTSService) -> tuple[bytes, int]:
         return b"", 24000
     pcm, rate = render_speech(tts, text)
     return trim_lead_in(pcm, rate)[0], rate
-
-
-def build_llm(cfg: AppConfig, base_url: str) -> LocalOpenAILLMService:
-    llm = cfg.llm
-    return LocalOpenAILLMService(
-        base_url=base_url,
-        api_key=llm.api_key.get_secret_value(),
-        model=llm.model,
-        max_tokens=llm.max_tokens,
-        temperature=llm.temperature,
-        system_prompt=llm.system_prompt,
-        first_token_timeout=llm.first_token_timeout,
-        max_history=llm.max_history,
-        repeat_penalty=llm.repeat_penalty,
-    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from loguru import logger
@@ -27,7 +28,11 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
 from pipecatapp.timeline import AppClock, Timeline
-from pipecatapp.transports.wavio import PlacedWavWriter, Speech, speech_segments
+from pipecatapp.transports.wavio import PlacedWavWriter, Speech, read_audio, speech_segments
+
+if TYPE_CHECKING:
+    from pipecatapp.config import AppConfig
+    from pipecatapp.transports import RunSession
 
 FRAME_SECS = 0.02
 VOICED_PEAK = 200  # int16 peak above which an output chunk counts as speech
@@ -233,3 +238,31 @@ class FileTransport(BaseTransport):
 
     def output(self) -> FrameProcessor:
         return self._output
+
+
+class FileRunner:
+    """transport=file: one session on ``file.input``; the bot's speech to ``file.output``."""
+
+    def __init__(self, cfg: AppConfig) -> None:
+        self._cfg = cfg.file
+        # A missing or malformed input fails before anything loads.
+        self._speech = read_audio(self._cfg.input, what="--input")
+
+    def _make(self, clock: AppClock, timeline: Timeline) -> FileTransport:
+        timeline.audio_from_frames = False  # the output reports when audio really plays
+        return FileTransport(
+            speech=self._speech,
+            output_path=self._cfg.output,
+            clock=clock,
+            timeline=timeline,
+            tail_secs=self._cfg.tail_secs,
+            is_idle=timeline.idle,
+        )
+
+    async def serve(self, run_session: RunSession) -> None:
+        timeline = await run_session(self._make)
+        for turn in timeline.turn_summaries():
+            logger.info(
+                f"turn {turn['turn']}: {turn['text']!r} voice-to-voice "
+                f"{turn['voice_to_voice']} s, audio={turn['audio']}"
+            )

@@ -6,9 +6,14 @@ There is no echo cancellation here: with open speakers use half-duplex
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pipecat.transports.base_transport import BaseTransport
 
 from pipecatapp.errors import EngineUnavailable
+
+if TYPE_CHECKING:
+    from pipecatapp.transports import RunSession
 
 
 def check_sound_card() -> None:
@@ -37,9 +42,18 @@ def check_sound_card() -> None:
 
 
 def local_transport() -> BaseTransport:
-    check_sound_card()
     from pipecat.transports.local.audio import LocalAudioTransport, LocalAudioTransportParams
 
     return LocalAudioTransport(
         LocalAudioTransportParams(audio_in_enabled=True, audio_out_enabled=True)
     )
+
+
+class LocalRunner:
+    """transport=local: one session on the sound card, checked once, before anything loads."""
+
+    def __init__(self) -> None:
+        check_sound_card()
+
+    async def serve(self, run_session: RunSession) -> None:
+        await run_session(lambda _clock, _timeline: local_transport())

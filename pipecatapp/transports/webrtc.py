@@ -17,12 +17,15 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from pipecatapp.config import WebRTCConfig
 from pipecatapp.errors import EngineUnavailable
+
+if TYPE_CHECKING:
+    from pipecatapp.transports import RunSession
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PLAYGROUND_PATH = "/playground"
@@ -253,3 +256,20 @@ async def serve(cfg: WebRTCConfig, start_session: SessionStarter) -> None:
         ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
     )
     await uvicorn.Server(config).serve()
+
+
+class WebRTCRunner:
+    """transport=webrtc: serves the page; each browser connection runs one session (RTVI on)."""
+
+    def __init__(self, cfg: WebRTCConfig) -> None:
+        self._cfg = cfg
+
+    async def serve(self, run_session: "RunSession") -> None:
+        async def session(connection: Any) -> None:
+            await run_session(
+                lambda _clock, _timeline: make_transport(connection),
+                rtvi=True,
+                handle_sigint=False,
+            )
+
+        await serve(self._cfg, session)

@@ -12,7 +12,7 @@ import asyncio
 import httpx
 import pytest
 
-from pipecatapp import app as app_module
+from pipecatapp.bot import run_session
 from pipecatapp.config import load_config
 from pipecatapp.embedded.server import free_port
 from pipecatapp.transports import webrtc
@@ -39,13 +39,12 @@ async def test_browser_session_answers(tmp_path, loopback_ice, smollm2_server, e
     # Silence first: the session loads its speech models when the peer connects.
     wav = compose(tmp_path / "in.wav", [(6.0, question)], total=6.0 + duration(question) + 12)
     timeline = tmp_path / "timeline.jsonl"
-    cfg = load_config(environ={}, overrides={"timeline": str(timeline), "llm.temperature": 0})
+    cfg = load_config(environ={}, overrides={"timeline": str(timeline), "llm.temperature": 0,
+                                             "llm.url": smollm2_server.base_url})
 
     async def session(connection: object) -> None:
-        await app_module.run_session(
-            cfg, base_url=smollm2_server.base_url,
-            make_transport=lambda _c, _t: webrtc.make_transport(connection),
-            rtvi=True, handle_sigint=False,
+        await run_session(
+            cfg, lambda _c, _t: webrtc.make_transport(connection), rtvi=True, handle_sigint=False,
         )
 
     port = free_port()
