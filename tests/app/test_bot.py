@@ -68,3 +68,13 @@ async def test_warm_up_failure_is_logged_and_the_start_goes_on():
     assert time.monotonic() - started < 10  # connect refused fails fast (no retries)
     assert len(warnings) == 1 and "LLM warm-up failed (APIConnectionError" in warnings[0]
     assert secret not in warnings[0]
+
+
+def test_the_bot_is_built_on_one_page() -> None:
+    """build_bot stays one readable function: under 120 lines from signature to return."""
+    import inspect
+
+    from pipecatapp.bot import build_bot
+
+    lines = inspect.getsource(build_bot).splitlines()
+    assert len(lines) < 120, f"build_bot is {len(lines)} lines"
