@@ -11,6 +11,7 @@ goes on and the next question is answered.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from collections.abc import AsyncGenerator
@@ -70,6 +71,18 @@ def _answer(transcribe, tmp_path: Path, turn: dict[str, Any], name: str) -> str:
                           tmp_path / f"{name}.wav")).lower()
 
 
+def _answered_paris(transcribe, tmp_path: Path, turn: dict[str, Any], name: str) -> None:
+    """The turn's played answer says Paris: the timeline's spoken text names it, and the
+    output audio, transcribed, is that text (Whisper sometimes hears the bot's "Paris" as
+    "Harris", so most of the spoken words count as heard too)."""
+    spoken = (turn.get("spoken") or "").lower()
+    assert "paris" in spoken, turn
+    heard = _answer(transcribe, tmp_path, turn, name)
+    said = set(re.findall(r"[a-z]{3,}", spoken))
+    overlap = said & set(re.findall(r"[a-z]{3,}", heard))
+    assert "paris" in heard or len(overlap) >= max(2, len(said) // 2), (spoken, heard)
+
+
 def _event(timeline: Path, name: str, turn: int) -> dict[str, Any]:
     found = [e for e in events(timeline) if e["event"] == name and e.get("turn") == turn]
     assert found, f"no {name} event for turn {turn}: {events(timeline)[-20:]}"
@@ -112,8 +125,8 @@ def test_llm_server_killed_mid_stream(tmp_path, espeak_wav, transcribe):
     apology = _event(timeline, "apology", killed["turn"])["t"]
     assert apology - first_token <= 2.0, f"apology {apology - first_token:.2f} s after the kill"
     assert killed["spoken"].endswith("Please try again in a moment."), killed
-    assert "paris" in _answer(transcribe, tmp_path, first, "a1")
-    assert "paris" in _answer(transcribe, tmp_path, third, "a3")
+    _answered_paris(transcribe, tmp_path, first, "a1")
+    _answered_paris(transcribe, tmp_path, third, "a3")
 
 
 # -- the TTS engine raising on a sentence ---------------------------------------------------
@@ -161,8 +174,8 @@ def test_tts_raising_on_a_sentence(tmp_path, espeak_wav, transcribe, smollm2_ser
     assert broken["bot_audio_start"] - first_token <= 2.0, broken
     assert broken["spoken"].startswith("Sorry, I can't answer"), broken
     assert "sorry" in _answer(transcribe, tmp_path, broken, "a2")
-    assert "paris" in _answer(transcribe, tmp_path, first, "a1")
-    assert "paris" in _answer(transcribe, tmp_path, third, "a3")
+    _answered_paris(transcribe, tmp_path, first, "a1")
+    _answered_paris(transcribe, tmp_path, third, "a3")
 
 
 # -- the STT engine raising on an utterance -------------------------------------------------
@@ -198,4 +211,4 @@ def test_stt_raising_on_an_utterance(tmp_path, espeak_wav, transcribe, smollm2_s
     assert broken["voice_to_voice"] <= 2.0, broken
     assert "sorry" in _answer(transcribe, tmp_path, broken, "a2")
     assert [("france" in t.lower()) for t in proxy.user_texts()] == [True, True]
-    assert "paris" in _answer(transcribe, tmp_path, third, "a3")
+    _answered_paris(transcribe, tmp_path, third, "a3")
