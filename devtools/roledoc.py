@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from devtools.markers import replace_between
+
 BEGIN = (
     "<!-- BEGIN ROLE VARIABLES: generated from meta/argument_specs.yml by "
     "`python -m devtools.roledoc`; do not edit by hand -->"
@@ -130,13 +132,7 @@ def render_table(options: Mapping[str, Mapping[str, Any]]) -> str:
 
 def render_readme(readme: str, table: str, path: Path) -> str:
     """``readme`` with the text between the markers replaced by ``table``."""
-    once = readme.count(BEGIN) == 1 and readme.count(END) == 1
-    if not once or readme.index(BEGIN) > readme.index(END):
-        raise RoleDocError(
-            f"{path}: needs the marker lines, once each, in this order:\n{BEGIN}\n{END}")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{table}\n{END}{tail}"
+    return replace_between(readme, BEGIN, END, table, path, RoleDocError)
 
 
 def role_dirs(roles_dir: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
+from devtools.markers import replace_between
 from pipecatapp import config
 
 BEGIN = (
@@ -89,13 +90,7 @@ def render_table() -> str:
 
 def render_doc(text: str, table: str, path: Path) -> str:
     """``text`` with what lies between the markers replaced by ``table``."""
-    once = text.count(BEGIN) == 1 and text.count(END) == 1
-    if not once or text.index(BEGIN) > text.index(END):
-        raise SettingsDocError(
-            f"{path}: needs the marker lines, once each, in this order:\n{BEGIN}\n{END}")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{table}\n{END}{tail}"
+    return replace_between(text, BEGIN, END, table, path, SettingsDocError)
 
 
 def main(argv: Iterable[str] | None = None) -> int:
