@@ -118,6 +118,24 @@ class SoakResult:
         baseline, final = max(warm), median(tail)
         return baseline, final, final - baseline
 
+    def rss_floor(self) -> tuple[float, float] | None:
+        """The lowest RSS of each minute (what is left after the idle trims), median over
+        the first 5 minutes after warm-up and over the last 5 minutes."""
+        if not self.rss:
+            return None
+        end = self.rss[-1][0]
+        minima: dict[int, float] = {}
+        for t, mb in self.rss:
+            minute = int(t // 60)
+            minima[minute] = min(mb, minima.get(minute, mb))
+        first_minute = int(end * WARMUP_SHARE // 60) + 1
+        last_minute = int(end // 60) - 1  # the last whole minute
+        head = [minima[m] for m in range(first_minute, first_minute + 5) if m in minima]
+        tail = [minima[m] for m in range(last_minute - 4, last_minute + 1) if m in minima]
+        if not head or not tail or last_minute - 4 < first_minute + 5:
+            return None
+        return median(head), median(tail)
+
     def rss_second_half(self) -> float:
         """RSS growth (MB) from the middle of the session to its end (the leak rate)."""
         if not self.rss:
@@ -317,6 +335,27 @@ def run_app(script: SoakScript, llm_url: str, work: Path, extra: list[str],
     return result
 
 
+def load_result(work: Path) -> SoakResult:
+    """A finished run read back from its folder (soak.json, rss.csv, load.csv, the timeline,
+    app.log), to analyse it again."""
+    cues = [Cue(**c) for c in json.loads((work / "soak.json").read_text())]
+    script = SoakScript(work / "soak.wav", cues, max(c.end for c in cues))
+    r = SoakResult(script)
+
+    def rows(name: str) -> list[list[float]]:
+        lines = (work / name).read_text().splitlines()[1:] if (work / name).exists() else []
+        return [[float(v) for v in line.split(",")] for line in lines if line]
+
+    r.rss = [(t, mb) for t, mb in rows("rss.csv")]
+    r.load = [(t, la, o) for t, la, o in rows("load.csv")]
+    r.wall = r.rss[-1][0] if r.rss else 0.0
+    r.trims = _trims((work / "app.log").read_text(errors="replace"))
+    r.events = [json.loads(line) for line in (work / "timeline.jsonl").read_text().splitlines()
+                if line]
+    analyse(r)
+    return r
+
+
 def _trims(log: str) -> list[tuple[float, float]]:
     """(MB, ms) of each idle ``malloc_trim`` the app logged (pipecatapp/memory.py)."""
     return [(float(mb), float(ms)) for mb, ms in re.findall(
@@ -377,6 +416,10 @@ def tables(r: SoakResult) -> list[Table]:
     t.add("RSS growth after warm-up", f"{growth:+.1f} MB", f"<= {RSS_TARGET_MB:g} MB",
           "yes" if growth <= RSS_TARGET_MB else "no")
     t.add("RSS growth over the second half", f"{r.rss_second_half():+.1f} MB", "-", "-")
+    floor = r.rss_floor()
+    if floor:
+        t.add("RSS floor (lowest per minute), 5 min after warm-up / last 5 min",
+              f"{floor[0]:.0f} / {floor[1]:.0f} MB ({floor[1] - floor[0]:+.1f} MB)", "-", "-")
     head, tail = r.drift_windows()
     t.add(f"voice-to-voice, first / last {len(head)} answered turns after warm-up (median)",
           f"{fmt(first, 2)} / {fmt(last, 2)} s"
