@@ -60,8 +60,8 @@ def run(work: Path, *, smoke: bool, progress: Callable[[str], None]) -> OddAudio
     from faster_whisper import WhisperModel
 
     from bench.voice import QUESTIONS
-    from pipecatapp.services.bounded_whisper import judge, transcribe_bounded
-    from pipecatapp.services.conditioning import condition
+    from pipecatapp.services.bounded_whisper import judge, transcribe_bounded, transcribe_readings
+    from pipecatapp.services.conditioning import readings
 
     work.mkdir(parents=True, exist_ok=True)
     model = WhisperModel(str(models.whisper_base_dir(progress=None)), device="cpu",
@@ -80,9 +80,9 @@ def run(work: Path, *, smoke: bool, progress: Callable[[str], None]) -> OddAudio
                 path = _sox(clean, work / f"odd-{v}-{i}-{n}.wav", effects) if effects else clean
                 samples = read_audio(path, 16000).samples.astype(np.float32) / 32768.0
                 for conditioned in (False, True):
-                    audio = condition(samples) if conditioned else samples
-                    decoded = transcribe_bounded(model, audio, max_secs=BOUNDS[0],
-                                                 window_secs=10.0, beam_size=1, language="en")
+                    versions = readings(samples) if conditioned else [samples]
+                    decoded = transcribe_readings(model, versions, max_secs=BOUNDS[0],
+                                                  window_secs=10.0, beam_size=1, language="en")
                     verdict = judge(decoded, samples)
                     heard = verdict.text if verdict.understood else ""
                     key = (name, conditioned)
@@ -124,7 +124,8 @@ def tables(r: OddAudio) -> list[Table]:
                   f"{r.not_understood[(name, True)]}/{r.utterances}")
     words.notes.append(f"{r.utterances} questions in espeak-ng {', '.join(r.voices)}, made "
                        "odd with sox; a transcript the app would not pass on counts all its "
-                       "words as errors; conditioning: services/conditioning.py")
+                       "words as errors; conditioning: services/conditioning.py (clipped speech: "
+                       "the clipped and the de-clipped reading, the more confident kept)")
     fallback = Table("Whisper's temperature fallback on speech it cannot understand",
                      ["decoder", "median s", "max s", "decodes (median)"])
     for name, secs in r.fallback.items():

@@ -9,6 +9,7 @@ or the embedded llama-server). :func:`run_session` runs one conversation on that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from loguru import logger
 from pipecat.audio.vad.silero import SileroVADAnalyzer
@@ -36,6 +37,7 @@ from pipecat.turns.user_stop import (
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
+from pipecatapp import memory
 from pipecatapp.config import AppConfig
 from pipecatapp.errors import redact
 from pipecatapp.fault_guard import TurnFaultGuard
@@ -226,6 +228,8 @@ async def run_session(
     clock = AppClock()
     timeline = Timeline(clock, cfg.timeline_path or None)
     context = LLMContext()
+    memory.limit_arenas()  # before the engines start their threads (see pipecatapp/memory.py)
+    trimmer: asyncio.Task | None = None
     try:
         transport = make_transport(clock, timeline)
         worker = await build_bot(
@@ -234,8 +238,13 @@ async def run_session(
         runner = WorkerRunner(handle_sigint=handle_sigint)
         await runner.add_workers(worker)
         timeline.write("ready")
+        trimmer = asyncio.create_task(memory.trim_when_idle(timeline.idle))
         await runner.run()
     finally:
+        if trimmer is not None:
+            trimmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await trimmer
         # What the conversation holds at the end: after a barge-in, only what was spoken.
         timeline.write("context", messages=_messages(context))
         timeline.close()

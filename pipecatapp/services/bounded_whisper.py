@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from faster_whisper import WhisperModel
@@ -199,3 +200,39 @@ def judge(decoded: Decoded, samples: np.ndarray, *,
     if voiced_secs(samples) < MIN_SPEECH_SECS:
         return Verdict("noise", "")
     return Verdict("no_transcript", "")
+
+
+def transcribe_readings(
+    model: WhisperModel,
+    readings: Sequence[np.ndarray],
+    *,
+    max_secs: float,
+    clock: Callable[[], float] = time.perf_counter,
+    **options: Any,
+) -> Decoded:
+    """Decode each reading of one utterance (services/conditioning.py, ``readings``) within
+    one bound and keep the best: a confident decode over an unsure one, then the higher
+    ``avg_logprob``. A further reading starts only if the time left in ``max_secs`` covers
+    what the first one cost; the first always runs. ``options``: ``transcribe_bounded``'s."""
+    started = clock()
+    best: Decoded | None = None
+    first_cost = 0.0
+    attempts = 0
+    min_avg_logprob = options.get("min_avg_logprob", MIN_AVG_LOGPROB)
+    for i, samples in enumerate(readings):
+        left = max_secs - (clock() - started)
+        if i and left < first_cost:
+            break
+        decoded = transcribe_bounded(model, samples, max_secs=max(0.0, left), clock=clock,
+                                     **options)
+        attempts += decoded.attempts
+        if i == 0:
+            first_cost = decoded.secs
+        if best is None or _rank(decoded, min_avg_logprob) > _rank(best, min_avg_logprob):
+            best = decoded
+    assert best is not None, "no reading to decode"
+    return replace(best, attempts=attempts, secs=clock() - started)
+
+
+def _rank(d: Decoded, min_avg_logprob: float) -> tuple[bool, bool, float]:
+    return d.confident(min_avg_logprob), bool(d.text), d.avg_logprob

@@ -6,11 +6,14 @@ weak in it. ``condition`` detects such band-limited audio (almost no energy abov
 raises 1.5-3.8 kHz by 6 dB, then sets the level (RMS ``TARGET_RMS_DBFS``, peak below full
 scale). Other audio passes untouched.
 
-Measured with the bench (``python -m bench --suite components``, docs/speech.md): 20
-espeak-ng questions in two voices, Whisper base greedy: 8 kHz word errors fell from 42 to 38
-of 138 words, 8 kHz and clipped from 47 to 43, clean speech unchanged (23). Clipped full-band
-speech (+20 dB) was heard best as it is (21 errors): de-clipping (a cubic redraw of the
-plateaus) and levelling both made it worse (24-29), so clipped audio is left alone.
+Clipped speech (its peaks cut flat) has two readings: the utterance as it is and a
+de-clipped copy (``declip``: each flat run redrawn as the cubic through the two samples on
+either side, then levelled). Neither is better on every utterance: over the bench's set the
+de-clipped copy alone made more word errors than the clipped audio, but the two err on
+different words. ``readings`` gives both, and the STT decodes both and keeps the one Whisper
+is more sure of (services/bounded_whisper.py, ``transcribe_readings``).
+
+Measured with the bench (``python -m bench --suite components``, docs/speech.md).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ HIGH_ENERGY_SHARE = 0.005  # less than this share of energy above BAND_LIMIT_HZ:
 BOOST_BAND_HZ = (1500.0, 3800.0)
 BOOST_GAIN = 2.0  # +6 dB
 _EDGE_HZ = 300.0  # width of the boost's cosine edges
+CLIP_LEVEL = 0.99  # a sample this close to the utterance's peak sits on a plateau
+CLIPPED_SHARE = 0.01  # clipped: more than this share of the voiced samples on the plateaus
+_VOICED = 0.02  # |x| above this counts as voiced (for the share)
+_CUBIC_CAP = 4.0  # a redrawn peak never rises above 4x the plateau
 
 
 def high_band_share(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
@@ -69,9 +76,50 @@ def set_level(x: np.ndarray) -> np.ndarray:
     return (x * gain).astype(np.float32)
 
 
+def is_clipped(x: np.ndarray) -> bool:
+    """Whether the utterance's peaks were cut flat: more than ``CLIPPED_SHARE`` of its voiced
+    samples sit within 1 % of its peak (clean speech: under 0.03 %; +20 dB clipped: 8-28 %)."""
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak < 0.1:
+        return False
+    voiced = np.abs(x[np.abs(x) > _VOICED])
+    return bool(voiced.size) and float(np.mean(voiced >= CLIP_LEVEL * peak)) > CLIPPED_SHARE
+
+
+def declip(x: np.ndarray) -> np.ndarray:
+    """Redraw each flat run at the peak as the cubic through the two samples before and the
+    two after it (never below the plateau, at most ``_CUBIC_CAP`` times it), then scale the
+    whole utterance back under ``PEAK_LIMIT``."""
+    y = x.astype(np.float64)
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak <= 0.0:
+        return x.astype(np.float32, copy=False)
+    flat = np.abs(y) >= CLIP_LEVEL * peak
+    edges = np.diff(np.concatenate(([0], flat.astype(np.int8), [0])))
+    level = CLIP_LEVEL * peak
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        if a < 2 or b + 2 > y.size:
+            continue
+        known = np.array([a - 2, a - 1, b, b + 1])
+        coeffs = np.polyfit((known - a).astype(np.float64), y[known], 3)
+        sign = np.sign(y[a])
+        redrawn = np.polyval(coeffs, np.arange(b - a, dtype=np.float64))
+        y[a:b] = sign * np.clip(sign * redrawn, level, _CUBIC_CAP * level)
+    return (y * (PEAK_LIMIT / float(np.max(np.abs(y))))).astype(np.float32)
+
+
 def condition(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """One utterance (float32 mono) made ready for Whisper: band-limited audio gets its
     consonant band raised and its level set; anything else is returned unchanged."""
     if is_band_limited(x, sample_rate):
         return set_level(boost_consonant_band(x, sample_rate))
     return x
+
+
+def readings(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[np.ndarray]:
+    """The versions of one utterance worth decoding, best first: the conditioned utterance,
+    and for clipped speech also its de-clipped copy (conditioned the same way)."""
+    first = condition(x, sample_rate)
+    if not is_clipped(x):
+        return [first]
+    return [first, condition(declip(x), sample_rate)]

@@ -36,8 +36,8 @@ from pipecat.utils.tracing.service_decorators import traced_stt
 
 from pipecatapp.errors import ConfigError, EngineUnavailable, redact
 from pipecatapp.not_understood import STT_FAILED, SpeechNotUnderstoodFrame
-from pipecatapp.services.bounded_whisper import MIN_AVG_LOGPROB, judge, transcribe_bounded
-from pipecatapp.services.conditioning import condition
+from pipecatapp.services.bounded_whisper import MIN_AVG_LOGPROB, judge, transcribe_readings
+from pipecatapp.services.conditioning import readings
 from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, transcribe_utterance
 
 # Speech end -> final transcript, p99, for Whisper base int8 on a busy 2-core CPU
@@ -297,14 +297,15 @@ class WhisperSTT(SegmentedSTTService):
     async def judged(
         self, samples: np.ndarray, options: dict[str, Any]
     ) -> str | SpeechNotUnderstoodFrame:
-        """Condition the utterance (telephone band) and decode it within ``max_secs``: the
-        text if understood, else the verdict as a frame (an engine error included)."""
+        """Condition the utterance (telephone band; clipped speech has two readings) and
+        decode it within ``max_secs``: the text if understood, else the verdict as a frame
+        (an engine error included)."""
         assert self.max_secs is not None
         try:
             decoded = await asyncio.to_thread(
-                transcribe_bounded,
+                transcribe_readings,
                 self.whisper,
-                condition(samples),
+                readings(samples),
                 max_secs=self.max_secs,
                 min_avg_logprob=self.min_avg_logprob,
                 **options,

@@ -183,7 +183,7 @@ def test_tts_raising_on_a_sentence(tmp_path, espeak_wav, transcribe, smollm2_ser
 
 def test_stt_raising_on_an_utterance(tmp_path, espeak_wav, transcribe, smollm2_server,
                                      monkeypatch):
-    real = stt_whisper.transcribe_bounded
+    real = stt_whisper.transcribe_readings
     injected: ClassVar[list[str]] = []
 
     def fault_injecting_transcribe(*args: Any, **kwargs: Any) -> Any:
@@ -196,7 +196,7 @@ def test_stt_raising_on_an_utterance(tmp_path, espeak_wav, transcribe, smollm2_s
             raise RuntimeError("injected STT fault")
         return decoded
 
-    monkeypatch.setattr(stt_whisper, "transcribe_bounded", fault_injecting_transcribe)
+    monkeypatch.setattr(stt_whisper, "transcribe_readings", fault_injecting_transcribe)
     wav = _conversation(espeak_wav, tmp_path, [FRANCE, WEEK, FRANCE])
     timeline = tmp_path / "timeline.jsonl"
     with CountingProxy(smollm2_server.base_url).running() as proxy:
