@@ -4,7 +4,7 @@ bursts) against SmolLM2 on a real llama-server, in real time (about 5 minutes).
 
 Checked: every user turn got a record and a reaction within 10 s (no stuck turn), the LLM
 context stayed bounded, and the table and the plot came out. The RSS and latency targets
-need the full 200-turn run (docs/speech.md): 20 turns are mostly warm-up."""
+need the full 200-turn run (docs/benchmarks.md): 20 turns are mostly warm-up."""
 
 from __future__ import annotations
 
