@@ -43,15 +43,6 @@ def compression_ratio(text: str) -> float:
 
 
 @dataclass(frozen=True)
-class WindowResult:
-    """A short-window transcription: its text, Whisper's no-speech probability, the window."""
-
-    text: str
-    no_speech_prob: float
-    window: float
-
-
-@dataclass(frozen=True)
 class Heard:
     """An utterance's text and the encoder window that produced it (None: the full 30 s)."""
 
@@ -127,7 +118,7 @@ def transcribe_window(
     hotwords: str | None = None,
     initial_prompt: str | None = None,
     sample_rate: int = 16000,
-) -> WindowResult | None:
+) -> WindowDecode | None:
     """Transcribe ``samples`` (float32 mono, 16 kHz) on a short encoder window.
 
     Returns ``None`` when the utterance is too long for a short window or the decode looks
@@ -140,7 +131,7 @@ def transcribe_window(
     )
     if decoded is None or decoded.suspect:
         return None
-    return WindowResult(decoded.text, decoded.no_speech_prob, decoded.window)
+    return decoded
 
 
 def transcribe_utterance(
