@@ -27,14 +27,13 @@ from pipecatapp.embedded.server import LlamaServer, free_port
 from pipecatapp.services import stt_whisper, tts_piper
 from tests.app.counting_proxy import CountingProxy
 from tests.app.voice import (
-    USER_RATE,
-    USER_VOICE,
     app_command,
     app_env,
     compose,
     cut,
     duration,
     events,
+    say,
     turns,
     wait_for,
 )
@@ -46,14 +45,10 @@ WEEK = "How many days are in a week?"
 STORY = "Please tell me a long story about a dragon"
 
 
-def _say(espeak_wav, tmp_path: Path, text: str, name: str) -> Path:
-    return espeak_wav(text, tmp_path / f"{name}.wav", voice=USER_VOICE, rate=USER_RATE)
-
-
 def _conversation(espeak_wav, tmp_path: Path, texts: list[str], gap: float = 11.0) -> Path:
     parts, at = [], 0.5
     for i, text in enumerate(texts):
-        wav = _say(espeak_wav, tmp_path, text, f"q{i}")
+        wav = say(espeak_wav, tmp_path, text, f"q{i}")
         parts.append((at, wav))
         at += duration(wav) + gap
     return compose(tmp_path / "in.wav", parts, total=at)
@@ -90,7 +85,6 @@ def _event(timeline: Path, name: str, turn: int) -> dict[str, Any]:
 
 
 # -- the LLM server killed mid-stream ------------------------------------------------------
-
 
 
 def test_llm_server_killed_mid_stream(tmp_path, espeak_wav, transcribe):

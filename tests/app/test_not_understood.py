@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from tests.app.counting_proxy import CountingProxy
-from tests.app.voice import USER_RATE, USER_VOICE, compose, cut, duration, events, run_app, turns
+from tests.app.voice import (
+    compose,
+    cut,
+    duration,
+    events,
+    run_app,
+    say,
+    turns,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -22,17 +30,13 @@ WEEK = "How many days are in a week?"
 GARBLED = "How many legs does a spider have?"
 
 
-def _say(espeak_wav, tmp_path: Path, text: str, name: str) -> Path:
-    return espeak_wav(text, tmp_path / f"{name}.wav", voice=USER_VOICE, rate=USER_RATE)
-
-
 def _sox(*args: str) -> None:
     subprocess.run(["sox", *args], check=True, capture_output=True)
 
 
 def _reversed(espeak_wav, tmp_path: Path, text: str) -> Path:
     """The utterance played backwards: speech to the VAD, no words to Whisper."""
-    forward = _say(espeak_wav, tmp_path, text, "forward")
+    forward = say(espeak_wav, tmp_path, text, "forward")
     _sox(str(forward), str(tmp_path / "reversed.wav"), "reverse")
     return tmp_path / "reversed.wav"
 
@@ -53,10 +57,10 @@ def _args(wav: Path, out: Path, timeline: Path, url: str, *extra: str) -> list[s
 def test_not_understood_is_answered_at_once_without_the_llm_and_noise_is_ignored(
     tmp_path, smollm2_server, espeak_wav, transcribe
 ):
-    france = _say(espeak_wav, tmp_path, FRANCE, "france")
+    france = say(espeak_wav, tmp_path, FRANCE, "france")
     garbled = _reversed(espeak_wav, tmp_path, GARBLED)
     noise = _noise(tmp_path)
-    week = _say(espeak_wav, tmp_path, WEEK, "week")
+    week = say(espeak_wav, tmp_path, WEEK, "week")
     at_garbled = 0.5 + duration(france) + 9.0
     at_noise = at_garbled + duration(garbled) + 5.0
     at_week = at_noise + duration(noise) + 4.0

@@ -15,8 +15,6 @@ import pytest
 from pipecatapp.embedded import models
 from pipecatapp.embedded.server import LlamaServer, free_port
 from tests.app.voice import (
-    USER_RATE,
-    USER_VOICE,
     app_command,
     app_env,
     compose,
@@ -25,6 +23,7 @@ from tests.app.voice import (
     events,
     read_pcm,
     run_app,
+    say,
     turns,
     wait_for,
 )
@@ -32,10 +31,6 @@ from tests.app.voice import (
 pytestmark = pytest.mark.slow
 
 FRANCE = "What is the capital of France?"
-
-
-def _question(espeak_wav, tmp_path: Path, text: str, name: str) -> Path:
-    return espeak_wav(text, tmp_path / f"{name}.wav", voice=USER_VOICE, rate=USER_RATE)
 
 
 def _file_args(wav: Path, out: Path, timeline: Path, url: str, *extra: str) -> list[str]:
@@ -53,7 +48,7 @@ def _heard(transcribe, out: Path, turn: dict, dest: Path, end: float | None = No
 
 @pytest.mark.parametrize("stt", ["whisper", "realtimestt"])
 def test_capital_of_france(stt, tmp_path, smollm2_server, espeak_wav, transcribe):
-    question = _question(espeak_wav, tmp_path, FRANCE, "france")
+    question = say(espeak_wav, tmp_path, FRANCE, "france")
     wav = compose(tmp_path / "in.wav", [(0.5, question)], total=duration(question) + 8.0)
     out, timeline = tmp_path / "out.wav", tmp_path / "timeline.jsonl"
     proc = run_app(*_file_args(wav, out, timeline, smollm2_server.base_url,
@@ -71,8 +66,8 @@ def test_capital_of_france(stt, tmp_path, smollm2_server, espeak_wav, transcribe
 def test_barge_in_stops_the_bot_and_answers_the_new_question(
     tmp_path, smollm2_server, espeak_wav, transcribe
 ):
-    story = _question(espeak_wav, tmp_path, "Please tell me a long story about a dragon", "story")
-    france = _question(espeak_wav, tmp_path, FRANCE, "france")
+    story = say(espeak_wav, tmp_path, "Please tell me a long story about a dragon", "story")
+    france = say(espeak_wav, tmp_path, FRANCE, "france")
     q2_at = 0.5 + duration(story) + 9.0  # the bot is in the middle of its story by then
     wav = compose(tmp_path / "in.wav", [(0.5, story), (q2_at, france)],
                   total=q2_at + duration(france) + 8.0)
@@ -115,11 +110,10 @@ def test_barge_in_stops_the_bot_and_answers_the_new_question(
     assert second["spoken"].split() == second["reply"].split(), second
 
 
-
 def test_llm_down_apologizes_then_recovers(tmp_path, espeak_wav, transcribe):
     """One session: answered; the server is stopped -> the apology is heard; the server is
     started again on the same port -> the next question is answered again."""
-    france = _question(espeak_wav, tmp_path, FRANCE, "france")
+    france = say(espeak_wav, tmp_path, FRANCE, "france")
     starts = [0.5, 13.0, 26.0]
     wav = compose(tmp_path / "in.wav", [(s, france) for s in starts],
                   total=starts[-1] + duration(france) + 9.0)
@@ -157,8 +151,8 @@ def test_llm_down_apologizes_then_recovers(tmp_path, espeak_wav, transcribe):
 def test_half_duplex_ignores_speech_while_the_bot_talks(tmp_path, smollm2_server, espeak_wav):
     """Open speakers without echo cancellation: the user is muted while the bot speaks, so
     speech over the bot neither interrupts it nor becomes a turn."""
-    story = _question(espeak_wav, tmp_path, "Please tell me a long story about a dragon", "story")
-    france = _question(espeak_wav, tmp_path, FRANCE, "france")
+    story = say(espeak_wav, tmp_path, "Please tell me a long story about a dragon", "story")
+    france = say(espeak_wav, tmp_path, FRANCE, "france")
     q2_at = 0.5 + duration(story) + 9.0
     wav = compose(tmp_path / "in.wav", [(0.5, story), (q2_at, france)],
                   total=q2_at + duration(france) + 2.0)
