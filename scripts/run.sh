@@ -5,5 +5,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$("$root/scripts/setup.sh" run)"
-cd "$root"
+# Stay in the caller's directory, so that relative paths (--input q.wav) mean what they say.
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 exec "$venv/bin/python" -m pipecatapp "$@"
