@@ -51,7 +51,7 @@ class OddAudio:
 
 
 def _sox(source: Path, dest: Path, effects: list[str]) -> Path:
-    subprocess.run(["sox", str(source), str(dest), *effects], check=True, capture_output=True)
+    subprocess.run(["sox", "-R", str(source), str(dest), *effects], check=True, capture_output=True)
     return dest
 
 

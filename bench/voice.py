@@ -159,7 +159,7 @@ def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: floa
                          rate=voice.rate, lead_silence=0.0, tail_silence=0.0)
         if voice.effects:
             shaped = wav.with_name(f"{name}-{voice.name}.wav")
-            subprocess.run(["sox", str(wav), str(shaped), *voice.effects, "rate", str(RATE),
+            subprocess.run(["sox", "-R", str(wav), str(shaped), *voice.effects, "rate", str(RATE),
                             "channels", "1"], check=True, capture_output=True, timeout=60)
             wav = shaped
         audio = _read(wav)

@@ -58,8 +58,11 @@ def espeak_wav(
             check=True, capture_output=True, timeout=60,
         )
         subprocess.run(
-            [sox, str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
-             str(path), "pad", f"{lead_silence:.3f}", f"{tail_silence:.3f}"],
+            # -R: sox seeds its dither with a fixed number, so the same text gives the same
+            # samples on every run (otherwise each run's test speech differs slightly).
+            [sox, "-R", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
+             "-e", "signed-integer", str(path),
+             "pad", f"{lead_silence:.3f}", f"{tail_silence:.3f}"],
             check=True, capture_output=True, timeout=60,
         )
     return path

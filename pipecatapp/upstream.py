@@ -61,7 +61,9 @@ def decode_on_window(
 ) -> WindowPass:
     """Decode ``samples`` (float32 mono 16 kHz) once, greedy or beam, without timestamps,
     on an encoder window of ``frames`` log-Mel frames (100 a second; 3,000 is the full one)."""
-    features = _fit(model.feature_extractor(samples), frames)
+    # The extractor pads the samples by one hop and so returns one frame more than the audio
+    # fills; ``transcribe`` drops that frame (its ``content_frames``), and so does this.
+    features = _fit(model.feature_extractor(samples)[:, :-1], frames)
     tokenizer = Tokenizer(
         model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
         language=language or "en",

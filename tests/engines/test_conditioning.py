@@ -25,10 +25,10 @@ from pipecatapp.transports.wavio import read_audio
 
 # Each question with its content words, which Whisper base must hear in all three odd
 # versions; the bench's odd-audio table (docs/speech.md) has the word errors over 20
-# questions. Clipped "capital of France" is the hard one: heard as "capital of friends" in
-# some runs of sox's dither when only the clipped audio is decoded. (At 8 kHz alone it is
-# heard as "capital of friends" after the consonant-band boost: not checked here, see the
-# odd-audio table.)
+# questions. Clipped "capital of France" is the hard one: it was heard as "capital of
+# friends" with some of sox's random dithers when only the clipped audio was decoded. (At
+# 8 kHz alone it is heard as "capital of friends" after the consonant-band boost: not
+# checked here, see the odd-audio table.)
 QUESTIONS = {
     "planet": ("What is the largest planet in our solar system?",
                ("largest", "planet", "solar", "system")),
