@@ -94,6 +94,18 @@ def bot_was_speaking(kinds: list[str], i: int) -> bool:
     return False
 
 
+def arrivals(messages: list[dict], onset_ms: float, kinds: tuple[str, ...]) -> str:
+    """When each of the app's messages ``kinds`` reached the page, in ms after the
+    microphone's onset (both on the page's performance.now() clock; the recorder's start is
+    known to within one of its 256 ms buffers, so read these as a split, not to the ms)."""
+    out = []
+    for kind in kinds:
+        t = next((m["t"] for m in messages
+                  if m["type"] == kind and m["t"] >= onset_ms - 1000), None)
+        out.append(f"{kind} +{t - onset_ms:.0f} ms" if t is not None else f"no {kind}")
+    return ", ".join(out)
+
+
 def start_app(tmp: Path, port: int, timeline: Path, *args: str, **env: str) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PIPECATAPP_", "NOMAD_"))}
     clean.update(HF_HUB_OFFLINE="1", **env)
@@ -194,7 +206,7 @@ def test_browser_conversation(tmp_path, espeak_wav, transcribe, llama_bin):
                 time.sleep(0.05)
             assert driver.execute_script(browser.RECORDER_JS) == "running"
             time.sleep(total + 2)
-            mic_rec, bot_rec, rate, _t0 = browser.recording(driver)
+            mic_rec, bot_rec, rate, rec_t0 = browser.recording(driver)
             messages = driver.execute_script("return window.homevoice.messages;")
             states = [s["state"] for s in driver.execute_script("return window.homevoice.states;")]
             transcript = [
@@ -261,9 +273,11 @@ def test_browser_conversation(tmp_path, espeak_wav, transcribe, llama_bin):
     during = np.flatnonzero(bot_active[i3:i3_end])
     latency = (during[-1] + 1) * window if during.size else 0.0
     speaking_at_onset = bool(bot_active[max(0, i3 - 5) : i3 + 1].any())
+    stages = arrivals(messages, rec_t0 + 1000 * u3, ("user-started-speaking", "bot-interrupted"))
     print(f"barge-in: microphone onset {u3:.2f} s, the page's bot audio went silent after "
-          f"{latency * 1000:.0f} ms (bot audible at the onset: {speaking_at_onset})")
-    assert latency <= BARGE_IN_LIMIT, f"bot audio went on {latency * 1000:.0f} ms {where}"
+          f"{latency * 1000:.0f} ms (bot audible at the onset: {speaking_at_onset}); {stages}")
+    assert latency <= BARGE_IN_LIMIT, (
+        f"bot audio went on {latency * 1000:.0f} ms ({stages}) {where}")
 
     # ... and the interruption is answered.
     assert any("spider" in t.lower() for t in users[1:]), (users, where)
