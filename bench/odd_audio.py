@@ -15,7 +15,6 @@ to 1.0) and through the app's bounded decode.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import Table, fmt, median
-from devtools.utterances import espeak_wav, word_errors
+from devtools.utterances import espeak_wav, sox, word_errors
 from pipecatapp.embedded import models
 from pipecatapp.transports.wavio import read_audio
 
@@ -51,7 +50,7 @@ class OddAudio:
 
 
 def _sox(source: Path, dest: Path, effects: list[str]) -> Path:
-    subprocess.run(["sox", "-R", str(source), str(dest), *effects], check=True, capture_output=True)
+    sox(str(source), str(dest), *effects)
     return dest
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Table, fmt, median, percentile
-from devtools.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav, words
+from devtools.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav, sox, words
 from pipecatapp.embedded.server import LlamaServer
 from pipecatapp.errors import ConfigError
 from pipecatapp.timeline import read_timeline
@@ -159,8 +159,7 @@ def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: floa
                          rate=voice.rate, lead_silence=0.0, tail_silence=0.0)
         if voice.effects:
             shaped = wav.with_name(f"{name}-{voice.name}.wav")
-            subprocess.run(["sox", "-R", str(wav), str(shaped), *voice.effects, "rate", str(RATE),
-                            "channels", "1"], check=True, capture_output=True, timeout=60)
+            sox(str(wav), str(shaped), *voice.effects, "rate", str(RATE), "channels", "1")
             wav = shaped
         audio = _read(wav)
         pieces.append(audio)

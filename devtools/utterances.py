@@ -36,6 +36,13 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
+def sox(*args: str) -> None:
+    """Run sox with ``args``. ``-R`` seeds its dither with a fixed number, so the same input
+    gives the same samples on every run (without it each run's audio differs slightly)."""
+    subprocess.run([_tool("sox", "sox"), "-R", *args], check=True, capture_output=True,
+                   timeout=60)
+
+
 def espeak_wav(
     text: str,
     path: Path,
@@ -48,7 +55,6 @@ def espeak_wav(
 ) -> Path:
     """Speak ``text`` into ``path`` as 16 kHz mono 16-bit PCM, padded with silence."""
     espeak = _tool("espeak-ng", "espeak-ng")
-    sox = _tool("sox", "sox")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="espeak-") as tmp:
@@ -57,14 +63,8 @@ def espeak_wav(
             [espeak, "-v", voice, "-s", str(rate), "-g", str(word_gap), "-w", str(raw), text],
             check=True, capture_output=True, timeout=60,
         )
-        subprocess.run(
-            # -R: sox seeds its dither with a fixed number, so the same text gives the same
-            # samples on every run (otherwise each run's test speech differs slightly).
-            [sox, "-R", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
-             "-e", "signed-integer", str(path),
-             "pad", f"{lead_silence:.3f}", f"{tail_silence:.3f}"],
-            check=True, capture_output=True, timeout=60,
-        )
+        sox(str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
+            str(path), "pad", f"{lead_silence:.3f}", f"{tail_silence:.3f}")
     return path
 
 

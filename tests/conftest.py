@@ -11,8 +11,6 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Every sox the tests run seeds its dither with a fixed number: the same audio on every run.
-os.environ["SOX_OPTS"] = "-R"
 
 from devtools import utterances
 from devtools.tinygguf import write_tiny_gguf

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devtools.utterances import sox
 from pipecatapp.transports.wavio import AudioFileError, read_audio
 from tests.app.voice import USER_RATE, USER_VOICE, app_command, app_env, events, run_app
 
@@ -40,8 +41,7 @@ def question(tmp_path_factory, espeak_wav) -> Path:
 
 def convert(source: Path, dest: Path, options: list[str], effects: list[str] | None = None
             ) -> Path:
-    subprocess.run(["sox", str(source), *options, str(dest), *(effects or [])], check=True,
-                   capture_output=True)
+    sox(str(source), *options, str(dest), *(effects or []))
     return dest
 
 

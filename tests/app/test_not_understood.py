@@ -7,11 +7,11 @@ the LLM got), and the bot's audio transcribed back.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from devtools.utterances import sox
 from tests.app.counting_proxy import CountingProxy
 from tests.app.voice import (
     compose,
@@ -30,20 +30,16 @@ WEEK = "How many days are in a week?"
 GARBLED = "How many legs does a spider have?"
 
 
-def _sox(*args: str) -> None:
-    subprocess.run(["sox", *args], check=True, capture_output=True)
-
-
 def _reversed(espeak_wav, tmp_path: Path, text: str) -> Path:
     """The utterance played backwards: speech to the VAD, no words to Whisper."""
     forward = say(espeak_wav, tmp_path, text, "forward")
-    _sox(str(forward), str(tmp_path / "reversed.wav"), "reverse")
+    sox(str(forward), str(tmp_path / "reversed.wav"), "reverse")
     return tmp_path / "reversed.wav"
 
 
 def _noise(tmp_path: Path, seconds: float = 0.6) -> Path:
     out = tmp_path / "noise.wav"
-    _sox("-n", "-r", "16000", "-c", "1", "-b", "16", str(out), "synth", f"{seconds}",
+    sox("-n", "-r", "16000", "-c", "1", "-b", "16", str(out), "synth", f"{seconds}",
          "whitenoise", "vol", "0.5")
     return out
 

@@ -21,12 +21,12 @@ from pipecatapp.transports.wavio import read_audio
 # in these questions (the default en-us voice at 160 wpm is heard as "capital and friends").
 USER_VOICE = "en-us+m3"
 USER_RATE = 120
+RATE = 16000
 
 
 def say(espeak_wav: Callable[..., Path], tmp_path: Path, text: str, name: str) -> Path:
     """``text`` spoken in the test user's voice (unlike the bot's) into ``tmp_path/name.wav``."""
     return espeak_wav(text, tmp_path / f"{name}.wav", voice=USER_VOICE, rate=USER_RATE)
-RATE = 16000
 
 
 def read_pcm(path: Path) -> tuple[np.ndarray, int]:

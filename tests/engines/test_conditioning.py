@@ -5,13 +5,13 @@ verdict)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from faster_whisper import WhisperModel
 
+from devtools.utterances import sox
 from pipecatapp.embedded import models
 from pipecatapp.services.bounded_whisper import judge, transcribe_readings
 from pipecatapp.services.conditioning import (
@@ -55,7 +55,7 @@ def question(spoken) -> Path:
 
 
 def _odd(source: Path, dest: Path, *effects: str) -> np.ndarray:
-    subprocess.run(["sox", str(source), str(dest), *effects], check=True, capture_output=True)
+    sox(str(source), str(dest), *effects)
     return read_audio(dest, 16000).samples.astype(np.float32) / 32768.0
 
 
