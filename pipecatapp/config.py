@@ -219,6 +219,9 @@ class WebRTCConfig(Section):
     playground: bool = Field(False, description=(
         "Also serve pipecat's prebuilt client at `/playground/` (loads code from the "
         "internet)."))
+    jitter_frames: int = Field(2, ge=1, le=15, description=(
+        "Microphone packets (20 ms each) held to reorder them; a lost one is skipped once "
+        "this many more arrived. Raise it on a link that reorders packets."))
 
     @model_validator(mode="after")
     def _cert_and_key(self) -> WebRTCConfig:

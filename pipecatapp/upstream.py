@@ -1,4 +1,6 @@
-"""The one place that reaches past a library's public API, and why.
+"""The one place that reaches past faster-whisper's public API, and why.
+
+(aiortc's is ``transports/rtp_jitter.py``.)
 
 faster-whisper (1.2.1) offers ``WhisperModel.transcribe``, which always pads the log-Mel
 features to Whisper's full 30 s encoder window (its ``chunk_length`` option changes how

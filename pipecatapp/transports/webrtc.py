@@ -88,8 +88,15 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def build_app(start_session: SessionStarter, *, playground: bool = False) -> Any:
-    """A FastAPI app serving the browser client and the WebRTC signalling routes."""
+def build_app(
+    start_session: SessionStarter, *, playground: bool = False,
+    jitter_frames: int | None = None,
+) -> Any:
+    """A FastAPI app serving the browser client and the WebRTC signalling routes.
+
+    Each connection's microphone gets ``rtp_jitter.AudioJitterBuffer(jitter_frames)``
+    (default ``rtp_jitter.DEFAULT_FRAMES``).
+    """
     try:
         from fastapi import FastAPI, Request
         from fastapi.responses import RedirectResponse, Response
@@ -101,6 +108,8 @@ def build_app(start_session: SessionStarter, *, playground: bool = False) -> Any
             SmallWebRTCRequest,
             SmallWebRTCRequestHandler,
         )
+
+        from pipecatapp.transports import rtp_jitter
     except ImportError as e:
         raise EngineUnavailable(
             f"transport=webrtc needs pipecat-ai[webrtc,runner] ({e.name} is missing)"
@@ -142,6 +151,8 @@ def build_app(start_session: SessionStarter, *, playground: bool = False) -> Any
         return {"sessionId": str(uuid.uuid4())}
 
     async def on_connection(connection: SmallWebRTCConnection) -> None:
+        # pipecat calls this once the offer is answered, before any packet can arrive.
+        rtp_jitter.install(connection.pc, jitter_frames or rtp_jitter.DEFAULT_FRAMES)
         task = asyncio.create_task(start_session(connection))
         sessions.add(task)
         task.add_done_callback(sessions.discard)
@@ -245,7 +256,8 @@ async def serve(cfg: WebRTCConfig, start_session: SessionStarter) -> None:
     import uvicorn
 
     tls = tls_files(cfg)
-    app = build_app(start_session, playground=cfg.playground)
+    app = build_app(start_session, playground=cfg.playground,
+                    jitter_frames=cfg.jitter_frames)
     scheme = "https" if tls else "http"
     urls = page_urls(cfg, scheme)
     logger.info(f"open {' or '.join(urls)} in a browser and allow the microphone")

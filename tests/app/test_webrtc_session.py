@@ -15,7 +15,7 @@ import pytest
 from pipecatapp.bot import run_session
 from pipecatapp.config import load_config
 from pipecatapp.embedded.server import free_port
-from pipecatapp.transports import webrtc
+from pipecatapp.transports import rtp_jitter, webrtc
 from tests.app.voice import USER_RATE, USER_VOICE, compose, duration, events
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,10 @@ async def test_browser_session_answers(tmp_path, loopback_ice, smollm2_server, e
     cfg = load_config(environ={}, overrides={"timeline": str(timeline), "llm.temperature": 0,
                                              "llm.url": smollm2_server.base_url})
 
+    connections = []
+
     async def session(connection: object) -> None:
+        connections.append(connection)
         await run_session(
             cfg, lambda _c, _t: webrtc.make_transport(connection), rtvi=True, handle_sigint=False,
         )
@@ -95,5 +98,9 @@ async def test_browser_session_answers(tmp_path, loopback_ice, smollm2_server, e
         await asyncio.wait_for(serving, 15)
     said = [e["text"] for e in events(timeline) if e["event"] == "stt_final"]
     assert any("france" in s.lower() for s in said), said
+    # The microphone went through the app's own jitter buffer (rtp_jitter), not aiortc's.
+    receivers = [t.receiver for t in connections[0].pc.getTransceivers() if t.kind == "audio"]
+    assert [type(getattr(r, rtp_jitter.RECEIVER_BUFFER)) for r in receivers] == [
+        rtp_jitter.AudioJitterBuffer]
     heard = transcribe(tmp_path / "heard.wav").lower()
     assert "paris" in heard, heard
