@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import cast
 
 from loguru import logger
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.observers.user_bot_latency_observer import UserBotLatencyObserver
 from pipecat.pipeline.pipeline import Pipeline
@@ -45,6 +45,7 @@ from pipecatapp.halfduplex import HalfDuplexGate
 from pipecatapp.not_understood import NotUnderstoodUserTurnStopStrategy, SayNotUnderstoodFrame
 from pipecatapp.resilience import ApologyPlayer, CannedSpeechPlayer, TurnFailedFrame
 from pipecatapp.services import factory
+from pipecatapp.services.early_transcript import PauseListener, PauseWatchingVAD
 from pipecatapp.services.first_clause import first_clause_processor
 from pipecatapp.services.llm_openai import LocalOpenAILLMService
 from pipecatapp.spoken_text import SpokenTextTap
@@ -102,9 +103,12 @@ async def build_bot(
     if cfg.turn.warmup:
         await warm_up(llm, cfg.llm.api_key.get_secret_value())
 
-    # Turn taking: Silero VAD; a turn starts on voice or a transcript (either may interrupt
-    # the bot), ends by the chosen stop strategy, or at once when speech was not understood.
-    vad = SileroVADAnalyzer(
+    # Turn taking: Silero VAD (which also tells Whisper of a pause: stt.early_secs); a turn
+    # starts on voice or a transcript (either may interrupt the bot), ends by the chosen stop
+    # strategy, or at once when speech was not understood.
+    vad = PauseWatchingVAD(
+        pause_secs=cfg.stt.early_secs,
+        listener=cast(PauseListener, stt) if cfg.stt.engine == "whisper" else None,
         params=VADParams(
             confidence=cfg.vad.confidence,
             start_secs=cfg.vad.start_secs,

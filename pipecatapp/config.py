@@ -58,6 +58,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "stock": {
         "stt.beam_size": 5,
         "stt.window_secs": 30.0,
+        "stt.early_secs": 0.0,
         "turn.stop_strategy": "smart_turn",
         "turn.warmup": False,
         "vad.start_secs": 0.2,
@@ -141,6 +142,10 @@ class STTConfig(Section):
         "understood ([speech.md](speech.md))."))
     min_avg_logprob: float = Field(-1.0, ge=-10, le=0, description=(
         "Mean token log-probability below which a transcript is unsure (not understood)."))
+    early_secs: float = Field(0.064, ge=0, le=5, description=(
+        "Whisper: start transcribing after this much of a pause, before `vad.stop_secs` "
+        "confirms the end of speech; the result is used only if the user did not go on. "
+        "0: off."))
 
 
 class TTSConfig(Section):

@@ -50,6 +50,7 @@ def build_stt(cfg: AppConfig) -> STTService:
             window_secs=s.window_secs,
             max_secs=s.max_secs,
             min_avg_logprob=s.min_avg_logprob,
+            early=s.early_secs > 0,
         )
     if s.engine == "realtimestt":
         from pipecatapp.embedded import models

@@ -26,6 +26,8 @@ from pipecat.frames.frames import (
     InputAudioRawFrame,
     TranscriptionFrame,
     UserAudioRawFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.stt_service import SegmentedSTTService
@@ -38,6 +40,7 @@ from pipecatapp.errors import ConfigError, EngineUnavailable, redact
 from pipecatapp.not_understood import STT_FAILED, SpeechNotUnderstoodFrame
 from pipecatapp.services.bounded_whisper import MIN_AVG_LOGPROB, judge, transcribe_readings
 from pipecatapp.services.conditioning import readings
+from pipecatapp.services.early_transcript import EarlyTranscript
 from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, transcribe_utterance
 
 # Speech end -> final transcript, p99, for Whisper base int8 on a busy 2-core CPU
@@ -159,6 +162,7 @@ class WhisperSTT(SegmentedSTTService):
         ttfs_p99_latency: float = DEFAULT_TTFS_P99_SECS,
         max_secs: float | None = None,
         min_avg_logprob: float = MIN_AVG_LOGPROB,
+        early: bool = False,
         **kwargs: Any,
     ) -> None:
         """Load the model (once) and, unless ``warm_up`` is False, warm it up.
@@ -176,6 +180,8 @@ class WhisperSTT(SegmentedSTTService):
                 not started) and judge each utterance: what was not understood becomes a
                 SpeechNotUnderstoodFrame instead of text. None: one transcription, as before.
             min_avg_logprob: below this mean token log-probability a transcript is unsure.
+            early: transcribe at the user's pause when a PauseWatchingVAD says so (see
+                services/early_transcript), so the transcript is ready at the VAD stop.
             **kwargs: passed to pipecat's SegmentedSTTService.
         """
         check_whisper_settings(
@@ -201,6 +207,9 @@ class WhisperSTT(SegmentedSTTService):
         self.min_avg_logprob = min_avg_logprob
         self.user_id = ""
         """The user of the latest audio frame (transports that know it set it)."""
+        self.early = early
+        """Transcribe at the user's pause (``user_paused``), before the VAD stop."""
+        self.early_transcript: EarlyTranscript[str | SpeechNotUnderstoodFrame] | None = None
         started = time.perf_counter()
         self.whisper = load_whisper_model(
             model, cpu_threads=cpu_threads, compute_type=compute_type
@@ -250,6 +259,30 @@ class WhisperSTT(SegmentedSTTService):
         if user_id is not None:
             self.user_id = user_id
         await super().process_frame(frame, direction)
+        if self.early_transcript is not None:
+            if isinstance(frame, VADUserStartedSpeakingFrame):
+                self.early_transcript.speech_started()
+            elif isinstance(frame, VADUserStoppedSpeakingFrame):
+                self.early_transcript.speech_stopped()
+
+    async def process_audio_frame(self, frame: InputAudioRawFrame,
+                                  direction: FrameDirection) -> None:
+        """Buffer the audio as pipecat does, and keep the early transcript's copy of it."""
+        await super().process_audio_frame(frame, direction)
+        if self.early:
+            if self.early_transcript is None:
+                self.early_transcript = EarlyTranscript(keep_bytes=self.sample_rate * 2)
+            self.early_transcript.add_audio(frame.audio)
+
+    def user_paused(self) -> None:
+        """The VAD heard a pause: transcribe what was said so far (PauseListener)."""
+        if self.early_transcript is not None:
+            self.early_transcript.start(self.transcribe_pcm, self.create_task)
+
+    def user_resumed(self) -> None:
+        """The user spoke again after the pause: that transcription is void (PauseListener)."""
+        if self.early_transcript is not None:
+            self.early_transcript.resumed()
 
     @traced_stt
     async def handle_transcription(
@@ -259,8 +292,29 @@ class WhisperSTT(SegmentedSTTService):
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         """Transcribe one VAD segment (16-bit mono PCM) with the configured beam; with
-        ``max_secs`` set, within that bound and judged (see services/bounded_whisper)."""
+        ``max_secs`` set, within that bound and judged (see services/bounded_whisper).
+        A transcription started at the user's pause that stands for this segment is used
+        instead."""
         await self.start_processing_metrics()
+        outcome = None
+        if self.early_transcript is not None:
+            outcome = await self.early_transcript.take(audio)
+        if outcome is None:
+            outcome = await self.transcribe_pcm(audio)
+        await self.stop_processing_metrics()
+        if isinstance(outcome, SpeechNotUnderstoodFrame):
+            yield outcome
+            return
+        text = outcome
+        settings = self.whisper_settings
+        if text:
+            await self.handle_transcription(text, True, settings.language)
+            logger.debug(f"{self}: transcription [{text}]")
+            yield TranscriptionFrame(text, self.user_id, time_now_iso8601(), settings.language)
+
+    async def transcribe_pcm(self, audio: bytes) -> str | SpeechNotUnderstoodFrame:
+        """The text of 16-bit mono PCM, or (with ``max_secs``) the verdict when it was not
+        understood."""
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
         settings = self.whisper_settings
         no_speech = settings.no_speech_prob
@@ -272,27 +326,15 @@ class WhisperSTT(SegmentedSTTService):
             "initial_prompt": settings.initial_prompt or None,
         }
         if self.max_secs is not None:
-            outcome = await self.judged(samples, options)
-            await self.stop_processing_metrics()
-            if isinstance(outcome, SpeechNotUnderstoodFrame):
-                yield outcome
-                return
-            text = outcome
-        else:
-            heard = await asyncio.to_thread(
-                transcribe_utterance,
-                self.whisper,
-                samples,
-                no_speech_threshold=no_speech if isinstance(no_speech, float) else None,
-                **options,
-            )
-            text = heard.text
-            await self.stop_processing_metrics()
-
-        if text:
-            await self.handle_transcription(text, True, settings.language)
-            logger.debug(f"{self}: transcription [{text}]")
-            yield TranscriptionFrame(text, self.user_id, time_now_iso8601(), settings.language)
+            return await self.judged(samples, options)
+        heard = await asyncio.to_thread(
+            transcribe_utterance,
+            self.whisper,
+            samples,
+            no_speech_threshold=no_speech if isinstance(no_speech, float) else None,
+            **options,
+        )
+        return heard.text
 
     async def judged(
         self, samples: np.ndarray, options: dict[str, Any]
