@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import cast
 
 from loguru import logger
 from pipecat.audio.vad.vad_analyzer import VADParams
@@ -108,7 +107,7 @@ async def build_bot(
     # strategy, or at once when speech was not understood.
     vad = PauseWatchingVAD(
         pause_secs=cfg.stt.early_secs,
-        listener=cast(PauseListener, stt) if cfg.stt.engine == "whisper" else None,
+        listener=stt if isinstance(stt, PauseListener) else None,
         params=VADParams(
             confidence=cfg.vad.confidence,
             start_secs=cfg.vad.start_secs,

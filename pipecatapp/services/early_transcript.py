@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from loguru import logger
 from pipecat.audio.vad.silero import SileroVADAnalyzer
@@ -28,6 +28,7 @@ from pipecat.audio.vad.vad_analyzer import VADState
 T = TypeVar("T")
 
 
+@runtime_checkable
 class PauseListener(Protocol):
     """Told by :class:`PauseWatchingVAD` when the user pauses and speaks again."""
 

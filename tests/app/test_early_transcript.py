@@ -7,13 +7,16 @@ the app end to end in file mode, where the transcript must be the early one and 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import numpy as np
 import pytest
 from pipecat.audio.vad.vad_analyzer import VADParams
 
-from pipecatapp.services.early_transcript import EarlyTranscript, PauseWatchingVAD
+from pipecatapp.services.early_transcript import (
+    EarlyTranscript,
+    PauseListener,
+    PauseWatchingVAD,
+)
 from tests.app.voice import RATE, compose, duration, read_pcm, run_app, say, turns
 
 FRAME = RATE // 50  # 20 ms, as the transports deliver audio
@@ -124,8 +127,14 @@ def test_the_app_answers_from_the_transcript_of_the_pause(tmp_path, smollm2_serv
     assert "early transcript used (2 used" in proc.stderr, proc.stderr[-4000:]
 
 
-def test_stock_and_early_secs_zero_transcribe_only_at_the_stop(tmp_path: Path) -> None:
+def test_tuned_transcribes_in_the_pause_and_stock_only_at_the_stop() -> None:
+    from pipecat.services.whisper.stt import WhisperSTTService
+
     from pipecatapp.config import load_config
+    from pipecatapp.services.stt_whisper import WhisperSTT
 
     assert load_config(environ={}, overrides={}).stt.early_secs == 0.064
     assert load_config(environ={}, overrides={"profile": "stock"}).stt.early_secs == 0
+    # The bot tells only an STT that listens; stock's is pipecat's own, which does not.
+    assert issubclass(WhisperSTT, PauseListener)
+    assert not issubclass(WhisperSTTService, PauseListener)
