@@ -4,9 +4,10 @@ aiortc (1.16) gives every audio receiver ``JitterBuffer(capacity=16, prefetch=4)
 buffer has no clock: it hands one frame to the decoder for each packet that arrives, once 4
 more are behind it, so the user's voice reaches the VAD 80 ms late on any link. Worse, it
 skips a missing packet only when 16 have piled up behind it, and from then on it still hands
-out one frame per packet: one lost packet keeps the microphone about 300 ms late for the rest
-of the session. Every barge-in and every answer of that session is then 220 ms slower (seen
-in the browser test: the bot went silent 440 ms after the user spoke instead of 200 ms).
+out one frame per packet: one lost packet keeps the microphone about 280 ms late (14 frames)
+for the rest of the session. Every barge-in and every answer of that session is then 200 ms
+slower (seen in the browser test: the bot went silent 440 ms after the user spoke instead of
+about 220 ms).
 
 :class:`AudioJitterBuffer` holds ``frames`` packets (20 ms each with the browser's Opus) to
 put reordered packets back in order, and skips a missing packet as soon as ``frames`` later
@@ -49,7 +50,7 @@ class AudioJitterBuffer:
         self.frames = frames
         self._waiting: dict[int, RtpPacket] = {}
         self._next: int | None = None  # sequence number of the next frame to hand on
-        self.skipped = 0  # packets that never came in time (lost, or too late)
+        self.skipped = 0  # packets lost, too late, or dropped when the stream restarted
 
     @property
     def delay_frames(self) -> int:
