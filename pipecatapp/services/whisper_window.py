@@ -52,12 +52,12 @@ def _words(text: str) -> str:
 
 def without_repeats(text: str) -> str:
     """``text`` without Whisper's repetition loop: a sentence that follows itself ("Tell me
-    about the ocean. Tell me about the ocean. Tell me") is kept once, and so, once such a
-    repeat was seen, is an unfinished sentence that only starts it again.
+    about the ocean. Tell me about the ocean. Tell me") is kept once and, once such a repeat
+    was seen, an unfinished sentence that only starts it again is dropped.
 
-    Whisper base falls into this loop on some cuts of a clean utterance (9 of 20 cuts of one
-    espeak question here), and the short window's token bound lets up to about 2.5 copies
-    through; the text before the loop is what was said.
+    Whisper base falls into this loop on some cuts of a clean utterance (5 to 9 of 20 cuts of
+    one espeak question here), and the short window's token bound lets up to about 2.5
+    copies through; the text before the loop is what was said.
     """
     kept: list[str] = []
     looped = False
