@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 from faster_whisper import WhisperModel
 
-from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, compression_ratio, decode_window
+from pipecatapp.services.whisper_window import (
+    FULL_WINDOW_SECS,
+    compression_ratio,
+    decode_window,
+    without_repeats,
+)
 
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MIN_AVG_LOGPROB = -1.0  # faster-whisper's log_prob_threshold
@@ -81,10 +86,10 @@ def _decode_full(model: WhisperModel, samples: np.ndarray, *, temperature: float
     weights = [max(1, len(p.tokens)) for p in parts]
     avg = sum(p.avg_logprob * w for p, w in zip(parts, weights, strict=True)) / sum(weights)
     return Decoded(
-        text=text,
+        text=without_repeats(text),
         avg_logprob=float(avg),
         no_speech_prob=float(max(p.no_speech_prob for p in parts)),
-        compression_ratio=compression_ratio(text),
+        compression_ratio=compression_ratio(text),  # of the loop, if it looped
         window=None,
         attempts=1,
         secs=0.0,

@@ -41,11 +41,7 @@ from pipecatapp.not_understood import STT_FAILED, SpeechNotUnderstoodFrame
 from pipecatapp.services.bounded_whisper import MIN_AVG_LOGPROB, judge, transcribe_readings
 from pipecatapp.services.conditioning import readings
 from pipecatapp.services.early_transcript import EarlyTranscript
-from pipecatapp.services.whisper_window import (
-    FULL_WINDOW_SECS,
-    transcribe_utterance,
-    without_repeats,
-)
+from pipecatapp.services.whisper_window import FULL_WINDOW_SECS, transcribe_utterance
 
 # Speech end -> final transcript, p99, for Whisper base int8 on a busy 2-core CPU
 # (see the README (Speech engines)). The turn stop strategy uses it as its safety net.
@@ -344,8 +340,7 @@ class WhisperSTT(SegmentedSTTService):
             "initial_prompt": settings.initial_prompt or None,
         }
         if self.max_secs is not None:
-            outcome = await self.judged(samples, options)
-            return without_repeats(outcome) if isinstance(outcome, str) else outcome
+            return await self.judged(samples, options)
         heard = await asyncio.to_thread(
             transcribe_utterance,
             self.whisper,
@@ -353,7 +348,7 @@ class WhisperSTT(SegmentedSTTService):
             no_speech_threshold=no_speech if isinstance(no_speech, float) else None,
             **options,
         )
-        return without_repeats(heard.text)
+        return heard.text
 
     async def judged(
         self, samples: np.ndarray, options: dict[str, Any]

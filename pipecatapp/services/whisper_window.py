@@ -51,27 +51,26 @@ def _words(text: str) -> str:
 
 
 def without_repeats(text: str) -> str:
-    """``text`` without Whisper's repetition loop: a sentence that follows itself ("Tell me
-    about the ocean. Tell me about the ocean. Tell me") is kept once and, once such a repeat
-    was seen, an unfinished sentence that only starts it again is dropped.
+    """``text`` without Whisper's repetition loop, kept once.
 
-    Whisper base falls into this loop on some cuts of a clean utterance (5 to 9 of 20 cuts of
-    one espeak question here), and the short window's token bound lets up to about 2.5
+    A loop is a sentence that follows itself and then starts again and is cut off by the
+    token bound ("Tell me about the ocean. Tell me about the ocean. Tell me"). Only that
+    shape is cut back: a sentence said twice and finished both times ("Stop! Stop!", or a
+    long request read out twice) is what the user said, and stays.
+
+    Whisper base falls into this loop on some cuts of a clean utterance (5 to 9 of 20 cuts
+    of one espeak question here), and the short window's token bound lets up to about 2.5
     copies through; the text before the loop is what was said.
     """
-    kept: list[str] = []
-    looped = False
-    for part in (p.strip() for p in _SENTENCE.findall(text)):
-        if not _words(part):
-            continue
-        if kept and _words(part) == _words(kept[-1]):
-            looped = True
-            continue
-        if looped and not part.endswith((".", "?", "!")) and _words(kept[-1]).startswith(
-                _words(part)):
-            continue
-        kept.append(part)
-    return " ".join(kept) if looped else text
+    parts = [p.strip() for p in _SENTENCE.findall(text) if _words(p)]
+    if len(parts) < 3 or parts[-1].endswith((".", "?", "!")):
+        return text
+    repeated = [i for i in range(1, len(parts) - 1)
+                if _words(parts[i]) == _words(parts[i - 1])]
+    if not repeated or not _words(parts[repeated[-1]]).startswith(_words(parts[-1])):
+        return text
+    kept = [part for i, part in enumerate(parts[:-1]) if i not in repeated]
+    return " ".join(kept)
 
 
 @dataclass(frozen=True)
@@ -131,11 +130,11 @@ def decode_window(
         initial_prompt=initial_prompt,
     )
     return WindowDecode(
-        text=decoded.text,
+        text=without_repeats(decoded.text),
         no_speech_prob=decoded.no_speech_prob,
         window=window,
         avg_logprob=decoded.avg_logprob,
-        compression_ratio=compression_ratio(decoded.text),
+        compression_ratio=compression_ratio(decoded.text),  # of the loop, if it looped
         hit_token_bound=len(decoded.tokens) >= max_new,
     )
 
@@ -201,4 +200,4 @@ def transcribe_utterance(
         s.text for s in segments
         if no_speech_threshold is None or s.no_speech_prob < no_speech_threshold
     ]
-    return Heard(" ".join(t.strip() for t in kept).strip(), None)
+    return Heard(without_repeats(" ".join(t.strip() for t in kept).strip()), None)

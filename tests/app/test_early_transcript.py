@@ -61,8 +61,7 @@ async def test_it_is_discarded_when_the_user_goes_on_or_the_segment_is_other_aud
 
 
 class Listener:
-    def __init__(self, vad: PauseWatchingVAD) -> None:
-        self.vad = vad
+    def __init__(self) -> None:
         self.heard: list[tuple[str, float]] = []
         self.at = 0.0
 
@@ -81,7 +80,7 @@ async def watch(pcm: np.ndarray, pause_secs: float) -> tuple[list[tuple[str, flo
                            params=VADParams(confidence=0.5, start_secs=0.064, stop_secs=0.2,
                                             min_volume=0.2))  # the app's (tuned)
     vad.set_sample_rate(RATE)  # as the pipeline does when it starts
-    listener = Listener(vad)
+    listener = Listener()
     vad.listener = listener
     stops, state = [], VADState.QUIET
     for i in range(0, pcm.size - FRAME + 1, FRAME):

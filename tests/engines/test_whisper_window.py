@@ -91,7 +91,8 @@ def test_silence_gives_no_text(whisper):
 @pytest.mark.parametrize(("text", "kept"), [
     ("Tell me everything you know about the ocean. Tell me everything you know about the "
      "ocean. Tell me everything", "Tell me everything you know about the ocean."),
-    ("Stop! Stop! What is the time?", "Stop! What is the time?"),
+    ("Stop! Stop! What is the time?", "Stop! Stop! What is the time?"),  # said twice
+    ("Tell me a story. Tell me a story.", "Tell me a story. Tell me a story."),
     ("Tell me a story. Tell me a joke.", "Tell me a story. Tell me a joke."),
     ("What is 2 plus 2? What", "What is 2 plus 2? What"),  # no loop seen: kept as heard
     ("", ""),
@@ -103,8 +104,10 @@ def test_a_repetition_loop_is_kept_once(text, kept):
 async def test_the_stt_hears_a_clean_question_once_where_whisper_loops(whisper, espeak_wav,
                                                                       tmp_path):
     """A cut of a clean espeak question on which Whisper base repeats the sentence 2.5 times
-    (found on the voice panel's gb-f3 voice): the app's STT gives it once."""
+    (found on the voice panel's gb-f3 voice): the decode both STT engines use, and the app's
+    judged STT, give it once."""
     from pipecatapp.services.stt_whisper import WhisperSTT
+    from pipecatapp.upstream import decode_on_window
 
     wav = espeak_wav("Tell me everything you know about the ocean.", tmp_path / "ocean.wav",
                      voice="en-gb+f3", rate=140)
@@ -112,9 +115,14 @@ async def test_the_stt_hears_a_clean_question_once_where_whisper_loops(whisper, 
     loud = np.flatnonzero(np.abs(speech) > 300 / 32768)
     speech = speech[loud[0]:loud[-1] + 1]
     cut = np.concatenate([np.zeros(int(0.9 * 16000)), speech, np.zeros(int(0.06 * 16000))])
-    raw = transcribe_utterance(whisper, cut.astype(np.float32), window_secs=10,
-                               beam_size=1, language="en").text
+    samples = cut.astype(np.float32)
+    raw = decode_on_window(whisper, samples, frames=int(window_for(len(samples) / 16000, 10)
+                                                         * 100),
+                           beam_size=1, language="en", max_new_tokens=60).text
     assert raw.count("ocean") >= 2, f"Whisper no longer loops on this cut: {raw!r}"
+    assert transcribe_utterance(whisper, samples, window_secs=10, beam_size=1,
+                                language="en").text == (
+        "Tell me everything you know about the ocean.")
     stt = WhisperSTT(model=str(models.whisper_base_dir()), beam_size=1, cpu_threads=2,
                      language="en", window_secs=10, max_secs=0.6, warm_up=False)
     pcm = (cut * 32768).clip(-32768, 32767).astype(np.int16).tobytes()
