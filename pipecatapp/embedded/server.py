@@ -124,7 +124,9 @@ class LlamaServer:
     ``threads`` sets both generation and batch threads. On a busy 2-core machine 2 threads
     collapse (spinning workers fight for the cores): 1 thread is the safe default; see
     the README (Benchmarks). ``poll`` is llama.cpp's ``--poll`` (0 = workers sleep
-    instead of spinning).
+    instead of spinning). ``cache_reuse`` is ``--cache-reuse``: a prompt whose start changed
+    reuses cached chunks of at least this many tokens by shifting them, so the turn after the
+    app cuts back its history (``llm.max_history``) evaluates only its new tokens (0: off).
     The server's output goes to ``log_path``.
     """
 
@@ -139,6 +141,7 @@ class LlamaServer:
         extra_args: Sequence[str] = (),
         parallel: int = 1,
         poll: int | None = None,
+        cache_reuse: int = 32,
         binary: Path | None = None,
         log_path: Path | None = None,
         env: Mapping[str, str] | None = None,
@@ -158,6 +161,9 @@ class LlamaServer:
         self.extra_args = tuple(extra_args)
         self.parallel = parallel
         self.poll = poll
+        if cache_reuse < 0:
+            raise ConfigError("cache_reuse", f"must be 0 (off) or more tokens, got {cache_reuse}")
+        self.cache_reuse = cache_reuse
         self.binary = binary
         self.env = dict(env or {})
         self.log_path = log_path
@@ -192,6 +198,8 @@ class LlamaServer:
         ]
         if self.poll is not None:
             cmd += ["--poll", str(self.poll)]
+        if self.cache_reuse:
+            cmd += ["--cache-reuse", str(self.cache_reuse)]
         return cmd + list(self.extra_args)
 
     def start(self) -> LlamaServer:

@@ -28,7 +28,7 @@ from pipecat.pipeline.worker import PipelineParams
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.tests.utils import run_test
 
-from pipecatapp.config import DEFAULT_SYSTEM_PROMPT, AppConfig
+from pipecatapp.config import DEFAULT_SYSTEM_PROMPT, AppConfig, LLMConfig
 from pipecatapp.embedded.server import LlamaServer, free_port
 from pipecatapp.resilience import ApologyPlayer, LLMFailedFrame
 from pipecatapp.services import factory
@@ -204,3 +204,53 @@ async def test_repeat_penalty_stops_smollm2_copying_an_earlier_answer(smollm2_se
     down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(LLMContext(messages=messages))])
     reply = _texts(down)
     assert reply and "answer is 4" not in reply.lower(), reply
+
+
+def _ask(base_url: str, messages: list[dict[str, str]]) -> tuple[str, int]:
+    """The reply, and the prompt tokens the server evaluated (not taken from its cache)."""
+    body = {"messages": messages, "max_tokens": 24, "temperature": 0}
+    request = urllib.request.Request(f"{base_url}/chat/completions",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)
+    return answer["choices"][0]["message"]["content"], int(answer["timings"]["prompt_n"])
+
+
+def _conversation_through_a_cut(base_url: str) -> list[tuple[int, int]]:
+    """A growing chat, bounded by the app's own _trim at the default bound: (messages sent,
+    tokens evaluated) per turn, through the turn where the history is cut back."""
+    bound = LLMConfig().max_history
+    llm = _llm("http://127.0.0.1:9/v1", max_history=bound)  # only its _trim is used
+    context = LLMContext(messages=[])
+    turns = []
+    for turn in range(bound // 2 + 2):
+        context.add_message({"role": "user",
+                             "content": f"Question number {turn}: what is {turn} plus {turn}? "
+                                        "Please answer in one short sentence."})
+        llm._trim(context)
+        messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+                    *context.get_messages()]
+        reply, evaluated = _ask(base_url, messages)
+        turns.append((len(messages), evaluated))
+        context.add_message({"role": "assistant", "content": reply})  # as the app does
+    return turns
+
+
+@pytest.mark.slow
+def test_the_turn_after_the_history_is_cut_reuses_the_cache(smollm2_server, llama_bin, tmp_path):
+    # The app cuts its history back in blocks (above); the prompt's start changes on that turn.
+    # With --cache-reuse (LlamaServer's default) the server shifts the kept messages' cached
+    # tokens instead of evaluating them again: the voice benchmark saw 0.6-0.85 s first tokens
+    # on exactly those turns.
+    reused = _conversation_through_a_cut(smollm2_server.base_url)
+    cut = next(i for i, (sent, _) in enumerate(reused) if i and sent < reused[i - 1][0])
+    with LlamaServer(smollm2_server.model, threads=1, ctx=4096, cache_reuse=0,
+                     binary=llama_bin / "llama-server",
+                     log_path=tmp_path / "no-reuse.log") as plain:
+        without = _conversation_through_a_cut(plain.base_url)
+    # Same conversation, same cut; only the cut turn differs.
+    assert [s for s, _ in without] == [s for s, _ in reused]
+    assert without[cut][1] > 3 * reused[cut][1], (reused, without)
+    # The cut turn evaluates about as little as an ordinary turn.
+    assert reused[cut][1] <= 2 * max(n for _, n in reused[1:cut]), reused
