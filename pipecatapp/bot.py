@@ -135,7 +135,8 @@ async def build_bot(
     # The pipeline, in processor order. Half duplex (open speakers, no echo cancellation)
     # drops the microphone while the bot speaks; each reply's first clause is spoken on its
     # own (tts.first_clause_words; 0: the TTS cuts sentences itself).
-    first_clause = first_clause_processor(tts, cfg.tts.first_clause_words)
+    first_clause = first_clause_processor(
+        tts, cfg.tts.first_clause_words, cfg.tts.first_piece_max_words)
     pipeline = Pipeline(
         [
             transport.input(),

@@ -68,6 +68,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "llm.max_tokens": 150,
         "llm.repeat_penalty": 1.0,
         "tts.first_clause_words": 0,
+        "tts.first_piece_max_words": 0,
     },
 }
 
@@ -170,6 +171,10 @@ class TTSConfig(Section):
     first_clause_words: int = Field(4, ge=0, le=50, description=(
         "A reply's first clause of this many words or more, ending in `,` `;` `:`, is "
         "spoken before its sentence is complete; 0 = whole sentences only."))
+    first_piece_max_words: int = Field(8, ge=0, le=50, description=(
+        "With `first_clause_words` set, a reply's first piece also ends before a joining word "
+        "(`and`, `which`, `in`, ...) that follows at least `first_clause_words` words, or at "
+        "this many words; 0 = only at `,` `;` `:`."))
 
     @model_validator(mode="after")
     def _melo_files(self) -> TTSConfig:

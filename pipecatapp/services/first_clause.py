@@ -30,6 +30,24 @@ from pipecat.utils.text.base_text_aggregator import Aggregation, TextType
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 CLAUSE_END = (",", ";", ":")
+# Words that start a clause or a phrase: a speaker pauses before them, so the first piece may
+# end there. Left out on purpose: "to", "of", "as", "than" (bound to the word before them:
+# "want to", "a lot of", "as well as").
+JOINING_WORDS = frozenset({
+    "and", "but", "or", "so", "because", "which", "who", "whose", "whom", "where", "when",
+    "while", "if", "although", "though", "since", "until", "unless", "whereas", "that",
+    "with", "without", "in", "on", "at", "for", "from", "by", "into", "about", "after",
+    "before", "during", "through", "between", "like",
+})
+# Words that lean on the next one: a piece cut at max_words never ends on one of these (or on a
+# joining word).
+LEANING_WORDS = frozenset({
+    "a", "an", "the", "to", "of", "as", "than", "not", "very", "more", "most", "is", "are",
+    "was", "were", "be", "been", "am", "has", "have", "had", "do", "does", "did", "will",
+    "would", "can", "could", "should", "may", "might", "must", "my", "your", "his", "her",
+    "its", "our", "their", "this", "these", "those", "all", "some", "any", "every", "each",
+    "no", "it's", "i'm", "there's", "due", "such", "both", "either", "neither",
+})
 
 
 class FirstClauseTextAggregator(SimpleTextAggregator):
@@ -40,9 +58,10 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
     itself, and a ready first clause is taken out of its buffer with ``reset``.
     """
 
-    def __init__(self, *, min_words: int = 4, **kwargs: Any) -> None:
+    def __init__(self, *, min_words: int = 4, max_words: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._fc_min_words = min_words
+        self._fc_max_words = max_words
         self._fc_first = True
         # A possible sentence end (".", "?", ";", ...) that pipecat has not decided on yet:
         # it decides once the word after it is complete. Until then no clause is released
@@ -62,11 +81,16 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
                 self._fc_first = False
                 yield aggregation
             self._track_sentence_end(char, released)
-            if self._fc_first and not released and char.isspace() and self._clause_is_ready():
-                clause = self.text.text.strip()
-                await super().reset()  # the buffer held exactly this clause
-                self._fc_first = False
-                yield Aggregation(text=clause, type=TextType.SENTENCE)
+            if not (self._fc_first and not released and char.isspace()):
+                continue
+            piece, rest = self._first_piece()
+            if not piece:
+                continue
+            await super().reset()  # the buffer held exactly piece + rest
+            self._fc_first = False
+            yield Aggregation(text=piece, type=TextType.SENTENCE)
+            async for aggregation in super().aggregate(rest):
+                yield aggregation  # rest is one word: never a sentence end
 
     def _track_sentence_end(self, char: str, released: bool) -> None:
         if char in SENTENCE_ENDING_PUNCTUATION:
@@ -79,11 +103,22 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
             elif char.isspace() and self._fc_word_after_end:
                 self._fc_open_end = False
 
-    def _clause_is_ready(self) -> bool:
+    def _first_piece(self) -> tuple[str, str]:
+        """The first piece to release now and the text that stays buffered, or ("", "")."""
         if self._fc_open_end:
-            return False
-        clause = self.text.text.rstrip()
-        return clause.endswith(CLAUSE_END) and len(clause.split()) >= self._fc_min_words
+            return "", ""
+        text = self.text.text.strip()
+        words = text.split()
+        if text.endswith(CLAUSE_END) and len(words) >= self._fc_min_words:
+            return text, ""
+        if not self._fc_max_words:
+            return "", ""
+        last = words[-1] if words else ""
+        if len(words) > self._fc_min_words and last.lower() in JOINING_WORDS:
+            return text[: -len(last)].rstrip(), last + " "
+        if len(words) >= self._fc_max_words and not _leans(last):
+            return text, ""
+        return "", ""
 
     def _start_reply(self) -> None:
         self._fc_first = True
@@ -103,13 +138,23 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
         await super().reset()
 
 
-def first_clause_processor(tts: TTSService, min_words: int) -> LLMTextProcessor | None:
-    """The processor to place between the LLM and ``tts`` so that each reply's first clause
+def _leans(word: str) -> bool:
+    """Whether ``word`` leans on the next one: a function word, a number ("720 days"), a
+    possessive ("the spider's body") or an open bracket or quote."""
+    word = word.lower()
+    return (word in LEANING_WORDS or word in JOINING_WORDS or word.endswith(("'s", "\u2019s"))
+            or any(c.isdigit() for c in word) or word[0] in "([\"'\u201c\u2018")
+
+
+def first_clause_processor(
+    tts: TTSService, min_words: int, max_words: int = 0
+) -> LLMTextProcessor | None:
+    """The processor to place between the LLM and ``tts`` so that each reply's first piece
     is spoken on its own (``min_words`` 0: None, the TTS cuts sentences itself)."""
     if min_words <= 0:
         return None
     return LLMTextProcessor(
         text_aggregator=FirstClauseTextAggregator(
-            min_words=min_words, language=tts.text_aggregation_language
+            min_words=min_words, max_words=max_words, language=tts.text_aggregation_language
         )
     )

@@ -69,10 +69,59 @@ async def test_a_pending_sentence_end_keeps_the_clause_with_the_sentence_logic()
     assert (await _pieces(aggregator, "Dr. Smith, the surgeon, is here. "))[0] == "Dr. Smith,"
 
 
+async def test_without_a_comma_the_first_piece_ends_before_a_joining_word():
+    aggregator = FirstClauseTextAggregator(min_words=4, max_words=8)
+    text = ("The answer to this question depends on the specific case. "
+            "It is hard to say. ")
+    # "to" and "on" do not count before 4 words ("The answer | to" would be too short);
+    # "to" is never a joining word. The joining word opens the next piece.
+    assert await _pieces(aggregator, text) == [
+        "The answer to this question depends",
+        "on the specific case.",
+        "It is hard to say.",
+    ]
+
+
+async def test_a_long_first_piece_without_a_break_is_cut_after_max_words():
+    aggregator = FirstClauseTextAggregator(min_words=4, max_words=8)
+    text = "I am afraid I do not have all those stories right now. Sorry. "
+    # Eight words end on "all", which leans on what follows, and so does "those".
+    assert await _pieces(aggregator, text) == [
+        "I am afraid I do not have all those stories",
+        "right now.",
+        "Sorry.",
+    ]
+
+
+async def test_a_comma_that_follows_soon_after_max_words_still_wins():
+    # Eight words end on "is": the piece waits for "Jupiter," and is the clause.
+    pieces = await _pieces(FirstClauseTextAggregator(min_words=4, max_words=8), REPLY)
+    assert pieces[0] == "The largest planet in our solar system is Jupiter,"
+
+
+async def test_the_cut_never_pre_empts_an_undecided_sentence_end_or_a_short_sentence():
+    aggregator = FirstClauseTextAggregator(min_words=2, max_words=3)
+    # "Mr." may end a sentence: nothing is released until pipecat has decided that it
+    # does not, then the piece is cut at three words.
+    assert (await _pieces(aggregator, "Ask Mr. Smith about it. "))[0] == "Ask Mr. Smith"
+    # A sentence shorter than the cut goes whole, as before.
+    aggregator = FirstClauseTextAggregator(min_words=4, max_words=8)
+    assert await _pieces(aggregator, "The capital of France is Paris. ") == [
+        "The capital of France is Paris."]
+
+
+async def test_without_max_words_only_a_clause_is_cut():
+    aggregator = FirstClauseTextAggregator(min_words=4)
+    text = "The answer to this question depends on the specific case. "
+    assert await _pieces(aggregator, text) == [text.strip()]
+
+
 def test_the_app_adds_it_in_the_tuned_profile_only():
     tuned = AppConfig()
     processor = first_clause_processor(factory.build_tts(tuned), tuned.tts.first_clause_words)
     assert processor is not None
+    assert (tuned.tts.first_clause_words, tuned.tts.first_piece_max_words) == (4, 8)
+    assert AppConfig(profile="stock").tts.first_piece_max_words == 0
     stock = AppConfig(profile="stock")
     stock.tts.first_clause_words = 0  # what the stock profile sets
     assert first_clause_processor(factory.build_tts(stock), stock.tts.first_clause_words) is None
@@ -89,7 +138,8 @@ async def test_the_tts_speaks_the_first_clause_on_its_own():
     synthesized and spoken as a piece of its own, the rest by sentence, nothing lost."""
     cfg = AppConfig()
     tts = factory.build_tts(cfg)
-    processor = first_clause_processor(tts, cfg.tts.first_clause_words)
+    processor = first_clause_processor(
+        tts, cfg.tts.first_clause_words, cfg.tts.first_piece_max_words)
     assert processor is not None
     down, _ = await run_test(Pipeline([processor, tts]), frames_to_send=_reply_frames(REPLY))
     spoken = [f.text for f in down if isinstance(f, TTSTextFrame)]
