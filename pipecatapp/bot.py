@@ -136,7 +136,8 @@ async def build_bot(
     # drops the microphone while the bot speaks; each reply's first clause is spoken on its
     # own (tts.first_clause_words; 0: the TTS cuts sentences itself).
     first_clause = first_clause_processor(
-        tts, cfg.tts.first_clause_words, cfg.tts.first_piece_max_words)
+        tts, cfg.tts.first_clause_words, cfg.tts.first_piece_max_words,
+        cfg.tts.first_piece_secs)
     pipeline = Pipeline(
         [
             transport.input(),

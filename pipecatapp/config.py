@@ -69,6 +69,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "llm.repeat_penalty": 1.0,
         "tts.first_clause_words": 0,
         "tts.first_piece_max_words": 0,
+        "tts.first_piece_secs": 0.0,
     },
 }
 
@@ -175,6 +176,9 @@ class TTSConfig(Section):
         "With `first_clause_words` set, a reply's first piece also ends before a joining word "
         "(`and`, `which`, `in`, ...) that follows at least `first_clause_words` words, or at "
         "this many words; 0 = only at `,` `;` `:`."))
+    first_piece_secs: float = Field(0.25, ge=0, le=5, description=(
+        "Once a reply has been measured, `first_piece_max_words` becomes the words the LLM "
+        "writes in this many seconds (median of its last replies); 0 = keep it fixed."))
 
     @model_validator(mode="after")
     def _melo_files(self) -> TTSConfig:

@@ -20,9 +20,13 @@ for: an ``LLMTextProcessor`` with this aggregator turns the LLM's text into
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import statistics
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from loguru import logger
 from pipecat.processors.aggregators.llm_text_processor import LLMTextProcessor
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.string import SENTENCE_ENDING_PUNCTUATION
@@ -30,6 +34,7 @@ from pipecat.utils.text.base_text_aggregator import Aggregation, TextType
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 CLAUSE_END = (",", ";", ":")
+MAX_PIECE_WORDS = 50
 # Words that start a clause or a phrase: a speaker pauses before them, so the first piece may
 # end there. Left out on purpose: "to", "of", "as", "than" (bound to the word before them:
 # "want to", "a lot of", "as well as").
@@ -46,8 +51,52 @@ LEANING_WORDS = frozenset({
     "was", "were", "be", "been", "am", "has", "have", "had", "do", "does", "did", "will",
     "would", "can", "could", "should", "may", "might", "must", "my", "your", "his", "her",
     "its", "our", "their", "this", "these", "those", "all", "some", "any", "every", "each",
-    "no", "it's", "i'm", "there's", "due", "such", "both", "either", "neither",
+    "no", "it's", "i'm", "there's", "due", "such", "both", "either", "neither", "i", "we",
+    "you", "he", "she", "it", "they",
 })
+
+
+class WritingRate:
+    """How many words a second the LLM writes, measured on its replies as they stream.
+
+    ``text`` takes each piece of a reply as it arrives, ``end_reply`` closes the reply; a reply
+    of at least ``MIN_WORDS`` words counts, and ``words_per_sec`` is the median of the last
+    ``KEEP`` (None before the first).
+    """
+
+    MIN_WORDS = 6
+    KEEP = 5
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._rates: deque[float] = deque(maxlen=self.KEEP)
+        self._in_word = False
+        self._words = 0
+        self._first_word_at = 0.0
+        self._last_word_at = 0.0
+
+    def text(self, text: str) -> None:
+        now = self._clock()
+        for char in text:
+            if char.isspace():
+                if self._in_word:
+                    self._words += 1
+                    if self._words == 1:
+                        self._first_word_at = now
+                    self._last_word_at = now
+                self._in_word = False
+            else:
+                self._in_word = True
+
+    def end_reply(self) -> None:
+        span = self._last_word_at - self._first_word_at
+        if self._words >= self.MIN_WORDS and span > 0:
+            self._rates.append((self._words - 1) / span)
+        self._in_word, self._words = False, 0
+
+    @property
+    def words_per_sec(self) -> float | None:
+        return statistics.median(self._rates) if self._rates else None
 
 
 class FirstClauseTextAggregator(SimpleTextAggregator):
@@ -58,10 +107,21 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
     itself, and a ready first clause is taken out of its buffer with ``reset``.
     """
 
-    def __init__(self, *, min_words: int = 4, max_words: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        min_words: int = 4,
+        max_words: int = 0,
+        piece_secs: float = 0.0,
+        rate: WritingRate | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._fc_min_words = min_words
         self._fc_max_words = max_words
+        self._fc_piece_secs = piece_secs
+        self.rate = rate or WritingRate()
+        self._fc_logged_max = max_words
         self._fc_first = True
         # A possible sentence end (".", "?", ";", ...) that pipecat has not decided on yet:
         # it decides once the word after it is complete. Until then no clause is released
@@ -74,6 +134,7 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
             async for aggregation in super().aggregate(text):
                 yield aggregation
             return
+        self.rate.text(text)
         for char in text:
             released = False
             async for aggregation in super().aggregate(char):
@@ -116,11 +177,24 @@ class FirstClauseTextAggregator(SimpleTextAggregator):
         last = words[-1] if words else ""
         if len(words) > self._fc_min_words and last.lower() in JOINING_WORDS:
             return text[: -len(last)].rstrip(), last + " "
-        if len(words) >= self._fc_max_words and not _leans(last):
+        if len(words) >= self.max_words and not _leans(last):
             return text, ""
         return "", ""
 
+    @property
+    def max_words(self) -> int:
+        """The word count at which the first piece is cut (without a break before it)."""
+        rate = self.rate.words_per_sec
+        if not self._fc_piece_secs or rate is None:
+            return self._fc_max_words
+        return max(self._fc_min_words, min(MAX_PIECE_WORDS, round(rate * self._fc_piece_secs)))
+
     def _start_reply(self) -> None:
+        self.rate.end_reply()
+        if self._fc_piece_secs and self.max_words != self._fc_logged_max:
+            self._fc_logged_max = self.max_words
+            logger.info(f"first piece: cut at {self.max_words} words "
+                        f"(the LLM writes {self.rate.words_per_sec:.0f} words/s)")
         self._fc_first = True
         self._fc_open_end = False
         self._fc_word_after_end = False
@@ -147,7 +221,7 @@ def _leans(word: str) -> bool:
 
 
 def first_clause_processor(
-    tts: TTSService, min_words: int, max_words: int = 0
+    tts: TTSService, min_words: int, max_words: int = 0, piece_secs: float = 0.0
 ) -> LLMTextProcessor | None:
     """The processor to place between the LLM and ``tts`` so that each reply's first piece
     is spoken on its own (``min_words`` 0: None, the TTS cuts sentences itself)."""
@@ -155,6 +229,7 @@ def first_clause_processor(
         return None
     return LLMTextProcessor(
         text_aggregator=FirstClauseTextAggregator(
-            min_words=min_words, max_words=max_words, language=tts.text_aggregation_language
+            min_words=min_words, max_words=max_words, piece_secs=piece_secs,
+            language=tts.text_aggregation_language,
         )
     )

@@ -17,7 +17,11 @@ from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 from pipecatapp.config import AppConfig
 from pipecatapp.services import factory
-from pipecatapp.services.first_clause import FirstClauseTextAggregator, first_clause_processor
+from pipecatapp.services.first_clause import (
+    FirstClauseTextAggregator,
+    WritingRate,
+    first_clause_processor,
+)
 
 REPLY = ("The largest planet in our solar system is Jupiter, which is a gas giant. "
          "It has many moons, including Ganymede. ")
@@ -116,12 +120,68 @@ async def test_without_max_words_only_a_clause_is_cut():
     assert await _pieces(aggregator, text) == [text.strip()]
 
 
+class Clock:
+    """Time as the test sets it (the LLM's writing speed without waiting for it)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _timed_pieces(aggregator, text: str, clock: Clock, words_per_sec: float) -> list[str]:
+    """Feed ``text`` word by word at ``words_per_sec``; flush at the end."""
+    out = []
+    for word in text.split(" "):
+        clock.now += 1 / words_per_sec
+        out += [a.text async for a in aggregator.aggregate(word + " ")]
+    rest = await aggregator.flush()
+    return out + ([rest.text] if rest and rest.text else [])
+
+
+def test_the_writing_rate_is_measured_per_reply():
+    clock = Clock()
+    rate = WritingRate(clock)
+    assert rate.words_per_sec is None
+    for _ in range(3):
+        for _ in range(10):
+            clock.now += 0.05
+            rate.text("word ")
+        rate.end_reply()
+    assert rate.words_per_sec == pytest.approx(20.0)
+    rate.text("Too short. ")  # under MIN_WORDS: not counted
+    rate.end_reply()
+    assert rate.words_per_sec == pytest.approx(20.0)
+
+
+LONG = "The brave young knight rode his old grey horse past three tall dark towers today. Bye. "
+
+
+async def test_the_first_piece_adapts_to_how_fast_the_llm_writes():
+    # Before any reply is measured the cut is max_words; then it is the words the LLM writes
+    # in piece_secs: 8 words/s x 0.5 s = 4 words on a slow LLM, 40 x 0.5 = 20 on a fast one
+    # (here the whole sentence goes, as it would without the rule).
+    for words_per_sec, cut in ((8, "The brave young knight"), (40, LONG.split(". ")[0] + ".")):
+        clock = Clock()
+        aggregator = FirstClauseTextAggregator(min_words=4, max_words=8, piece_secs=0.5,
+                                               rate=WritingRate(clock))
+        first = await _timed_pieces(aggregator, LONG, clock, words_per_sec)
+        assert first[0] == "The brave young knight rode his old grey"
+        assert aggregator.max_words == round(words_per_sec * 0.5)
+        second = await _timed_pieces(aggregator, LONG, clock, words_per_sec)
+        assert second[0] == cut, second
+        assert " ".join(second) == LONG.strip()
+
+
 def test_the_app_adds_it_in_the_tuned_profile_only():
     tuned = AppConfig()
     processor = first_clause_processor(factory.build_tts(tuned), tuned.tts.first_clause_words)
     assert processor is not None
-    assert (tuned.tts.first_clause_words, tuned.tts.first_piece_max_words) == (4, 8)
+    assert (tuned.tts.first_clause_words, tuned.tts.first_piece_max_words,
+            tuned.tts.first_piece_secs) == (4, 8, 0.25)
     assert AppConfig(profile="stock").tts.first_piece_max_words == 0
+    assert AppConfig(profile="stock").tts.first_piece_secs == 0
     stock = AppConfig(profile="stock")
     stock.tts.first_clause_words = 0  # what the stock profile sets
     assert first_clause_processor(factory.build_tts(stock), stock.tts.first_clause_words) is None
