@@ -45,7 +45,6 @@ from pipecatapp.not_understood import NotUnderstoodUserTurnStopStrategy, SayNotU
 from pipecatapp.resilience import ApologyPlayer, CannedSpeechPlayer, TurnFailedFrame
 from pipecatapp.services import factory
 from pipecatapp.services.early_transcript import PauseListener, PauseWatchingVAD
-from pipecatapp.services.first_clause import first_clause_processor
 from pipecatapp.services.llm_openai import LocalOpenAILLMService
 from pipecatapp.spoken_text import SpokenTextTap
 from pipecatapp.timeline import AppClock, Timeline, TimelineObserver
@@ -133,11 +132,9 @@ async def build_bot(
     )
 
     # The pipeline, in processor order. Half duplex (open speakers, no echo cancellation)
-    # drops the microphone while the bot speaks; each reply's first clause is spoken on its
-    # own (tts.first_clause_words; 0: the TTS cuts sentences itself).
-    first_clause = first_clause_processor(
-        tts, cfg.tts.first_clause_words, cfg.tts.first_piece_max_words,
-        cfg.tts.first_piece_secs)
+    # drops the microphone while the bot speaks; each reply's first piece is spoken on its
+    # own (tts.first_clause_words and tts.first_piece_*; 0: the TTS cuts sentences itself).
+    first_clause = factory.build_first_clause(cfg, tts)
     pipeline = Pipeline(
         [
             transport.input(),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipecat.processors.aggregators.llm_text_processor import LLMTextProcessor
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 
 from pipecatapp.config import AppConfig
 from pipecatapp.errors import ConfigError
+from pipecatapp.services.first_clause import first_clause_processor
 
 
 def stt_model(cfg: AppConfig) -> str:
@@ -100,6 +102,14 @@ def build_tts(cfg: AppConfig) -> TTSService:
             speed=t.melo_speed,
         )
     raise ConfigError("tts.engine", f"unknown engine {t.engine!r}")
+
+
+def build_first_clause(cfg: AppConfig, tts: TTSService) -> LLMTextProcessor | None:
+    """The processor that speaks each reply's first piece on its own (None: whole sentences,
+    ``tts.first_clause_words`` 0)."""
+    t = cfg.tts
+    return first_clause_processor(tts, t.first_clause_words, t.first_piece_max_words,
+                                  t.first_piece_secs)
 
 
 def render_apology(cfg: AppConfig, tts: TTSService) -> tuple[bytes, int]:

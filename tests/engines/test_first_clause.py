@@ -20,7 +20,6 @@ from pipecatapp.services import factory
 from pipecatapp.services.first_clause import (
     FirstClauseTextAggregator,
     WritingRate,
-    first_clause_processor,
 )
 
 REPLY = ("The largest planet in our solar system is Jupiter, which is a gas giant. "
@@ -176,15 +175,14 @@ async def test_the_first_piece_adapts_to_how_fast_the_llm_writes():
 
 def test_the_app_adds_it_in_the_tuned_profile_only():
     tuned = AppConfig()
-    processor = first_clause_processor(factory.build_tts(tuned), tuned.tts.first_clause_words)
+    processor = factory.build_first_clause(tuned, factory.build_tts(tuned))
     assert processor is not None
     assert (tuned.tts.first_clause_words, tuned.tts.first_piece_max_words,
             tuned.tts.first_piece_secs) == (4, 8, 0.25)
-    assert AppConfig(profile="stock").tts.first_piece_max_words == 0
-    assert AppConfig(profile="stock").tts.first_piece_secs == 0
     stock = AppConfig(profile="stock")
-    stock.tts.first_clause_words = 0  # what the stock profile sets
-    assert first_clause_processor(factory.build_tts(stock), stock.tts.first_clause_words) is None
+    assert (stock.tts.first_clause_words, stock.tts.first_piece_max_words,
+            stock.tts.first_piece_secs) == (0, 0, 0)
+    assert factory.build_first_clause(stock, factory.build_tts(stock)) is None
 
 
 def _reply_frames(text: str, step: int = 3) -> list:
@@ -198,8 +196,7 @@ async def test_the_tts_speaks_the_first_clause_on_its_own():
     synthesized and spoken as a piece of its own, the rest by sentence, nothing lost."""
     cfg = AppConfig()
     tts = factory.build_tts(cfg)
-    processor = first_clause_processor(
-        tts, cfg.tts.first_clause_words, cfg.tts.first_piece_max_words)
+    processor = factory.build_first_clause(cfg, tts)
     assert processor is not None
     down, _ = await run_test(Pipeline([processor, tts]), frames_to_send=_reply_frames(REPLY))
     spoken = [f.text for f in down if isinstance(f, TTSTextFrame)]
