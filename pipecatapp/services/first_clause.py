@@ -1,16 +1,28 @@
-"""Speak the first clause of a reply as soon as it is complete, not the first sentence.
+"""Speak the first piece of a reply as soon as it is ready, not the first sentence.
 
 pipecat's TTS services cut LLM text into sentences and synthesize one at a time, so the bot's
 first sound waits for the whole first sentence to be generated and then synthesized. SmolLM2's
 first sentences are often long ("The largest planet in our solar system is Jupiter, which
 ...", 20-40 tokens): the voice benchmark measured 0.35-0.67 s from the first LLM token to the
-first audio on such turns, against 0.10 s for a short one.
+first audio on such turns, against 0.10 s for a short one. Many have no comma at all ("The
+answer to this question depends on the specific ...": 1.2 s to the first audio).
 
-:class:`FirstClauseTextAggregator` is pipecat's sentence aggregator with one rule added: until
-it has released the first piece of a reply, a clause that ends in ``,``, ``;`` or ``:`` and has
-at least ``min_words`` words is released at the space after it. Everything after the first
-piece is cut by sentence as before, so only the start of each reply changes. The state resets
-at the end of each reply and on an interruption.
+:class:`FirstClauseTextAggregator` is pipecat's sentence aggregator with rules added for the
+first piece of a reply only. At the space after a word, the words so far are released:
+
+- as a clause, if they end in ``,``, ``;`` or ``:`` and are at least ``min_words``;
+- with ``max_words`` set: before a joining word ("and", "which", "because", "in", ...) once
+  at least ``min_words`` precede it, so the piece ends where speech pauses anyway ("The
+  ocean is a vast | and mysterious place"); the joining word starts the next piece;
+- with ``max_words`` set: once there are ``max_words`` of them, after the first word that does
+  not lean on the next one (not "the", "is", "of", "their", a number, ...): "The largest
+  planet in our solar system is" waits for "Jupiter,". With ``piece_secs`` set, ``max_words``
+  holds only until a reply has been measured: from then on it is as many words as the LLM
+  writes in ``piece_secs`` (:class:`WritingRate`, the median of the last replies), so a slow
+  LLM cuts sooner and a fast one lets the first sentence go whole.
+
+Everything after the first piece is cut by sentence as before, so only the start of each reply
+changes. The state resets at the end of each reply and on an interruption.
 
 :func:`first_clause_processor` puts it between the LLM and the TTS the way pipecat provides
 for: an ``LLMTextProcessor`` with this aggregator turns the LLM's text into
