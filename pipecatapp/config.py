@@ -174,8 +174,9 @@ class TTSConfig(Section):
         "spoken before its sentence is complete; 0 = whole sentences only."))
     first_piece_max_words: int = Field(8, ge=0, le=50, description=(
         "With `first_clause_words` set, a reply's first piece also ends before a joining word "
-        "(`and`, `which`, `in`, ...) that follows at least `first_clause_words` words, or at "
-        "this many words; 0 = only at `,` `;` `:`."))
+        "(`and`, `which`, `in`, ...) that follows at least `first_clause_words` words, or "
+        "after this many words at a word that does not lean on the next (`the`, `is`, ...); "
+        "0 = only at `,` `;` `:`."))
     first_piece_secs: float = Field(0.25, ge=0, le=5, description=(
         "Once a reply has been measured, `first_piece_max_words` becomes the words the LLM "
         "writes in this many seconds (median of its last replies); 0 = keep it fixed."))
