@@ -1,12 +1,16 @@
 """Per-component timings behind the voice suite's stages, with the knobs the README's tuning
 section discusses: Whisper beam size and threads, Whisper's encoder window, Piper's time to
-first audio and its near-silent lead-in. Each figure is a median over repeats on the test
-utterances."""
+first audio and its near-silent lead-in, and Piper with onnxruntime's spinning threads on and
+off, alone and while llama-server decodes (as it does while the app speaks). Each figure is a
+median over repeats on the test utterances."""
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +53,7 @@ class Components:
     piper_rtf: float
     piper_lead_in: float
     audio_seconds: float
+    piper_spin: list[tuple[str, bool, float]]  # beside, spin_wait, median s per sentence
 
 
 def _whisper(work: Path, repeats: int, progress: Callable[[str], None]
@@ -134,6 +139,53 @@ def _piper(repeats: int) -> tuple[float, float, float, float]:
     return median(firsts), median(rtfs), median(leads), seconds
 
 
+def _decode_forever(url: str, stop: threading.Event) -> None:
+    """Keep llama-server decoding (one long completion after another) until ``stop``."""
+    body = json.dumps({"prompt": "Tell me a long story about a dragon.", "n_predict": 400,
+                       "ignore_eos": True}).encode()
+    while not stop.is_set():
+        request = urllib.request.Request(f"{url}/completion", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            reply.read()
+
+
+def _piper_spin(repeats: int) -> list[tuple[str, bool, float]]:
+    """Seconds to synthesize REPLY with onnxruntime's threads spinning or sleeping, on an
+    idle machine and while a 1-thread llama-server decodes SmolLM2 on the other core."""
+    from piper import PiperVoice
+
+    from pipecatapp.embedded.server import LlamaServer
+    from pipecatapp.services.tts_piper import arena_free_session
+
+    voice = PiperVoice.load(models.piper_voice())
+    sessions = {spin: arena_free_session(models.piper_voice(), spin_wait=spin)
+                for spin in (True, False)}
+
+    def timed(spin: bool) -> float:
+        voice.session = sessions[spin]
+        list(voice.synthesize("Hello."))  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            list(voice.synthesize(REPLY))
+            times.append(time.perf_counter() - start)
+        return median(times)
+
+    rows = [("idle machine", spin, timed(spin)) for spin in (True, False)]
+    with LlamaServer(models.smollm2_gguf(), threads=1, ctx=4096) as server:
+        stop = threading.Event()
+        decoder = threading.Thread(target=_decode_forever, args=(server.root_url, stop))
+        decoder.start()
+        try:
+            time.sleep(0.5)
+            rows += [("llama-server decoding", spin, timed(spin)) for spin in (True, False)]
+        finally:
+            stop.set()
+            decoder.join()
+    return rows
+
+
 def run(work: Path, *, smoke: bool, progress: Callable[[str], None]) -> Components:
     work.mkdir(parents=True, exist_ok=True)
     repeats = 1 if smoke else 3
@@ -145,7 +197,9 @@ def run(work: Path, *, smoke: bool, progress: Callable[[str], None]) -> Componen
     window = _window(work, texts, voices, (30.0, 10.0) if smoke else WINDOWS, progress)
     progress("components: Piper joe-medium")
     first, rtf, lead, seconds = _piper(2 if smoke else 5)
-    return Components(whisper, window, len(texts), voices, first, rtf, lead, seconds)
+    progress("components: Piper, spinning threads on and off")
+    spin = _piper_spin(2 if smoke else 9)
+    return Components(whisper, window, len(texts), voices, first, rtf, lead, seconds, spin)
 
 
 def tables(c: Components) -> list[Table]:
@@ -169,4 +223,11 @@ def tables(c: Components) -> list[Table]:
     piper.add("real-time factor", fmt(c.piper_rtf, 3))
     piper.add("near-silent lead-in (below 2 % full scale)", f"{fmt(c.piper_lead_in, 3)} s")
     piper.add("audio length", f"{fmt(c.audio_seconds, 2)} s")
-    return [whisper, window, piper]
+    spin = Table("Components: Piper with onnxruntime's threads spinning or sleeping",
+                 ["beside", "threads wait by", "median s per sentence"])
+    for beside, spin_wait, seconds in c.piper_spin:
+        spin.add(beside, "spinning (default)" if spin_wait else "sleeping (tts.spin_wait off)",
+                 fmt(seconds, 3))
+    spin.notes.append(f"'{REPLY}' synthesized whole; beside: an idle machine, or a 1-thread "
+                      "llama-server decoding SmolLM2 without pause (as while the app speaks)")
+    return [whisper, window, piper, spin]

@@ -70,6 +70,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "tts.first_clause_words": 0,
         "tts.first_piece_max_words": 0,
         "tts.first_piece_secs": 0.0,
+        "tts.spin_wait": True,
     },
 }
 
@@ -159,6 +160,10 @@ class TTSConfig(Section):
     length_scale: float = Field(1.0, ge=0.25, le=4, description=(
         "Piper speaking time factor; below 1 is faster."))
     speaker: int = Field(-1, description="Piper speaker id; -1: the voice's default.")
+    spin_wait: bool = Field(False, description=(
+        "Piper: onnxruntime's threads spin while they wait for work (its default). Off, they "
+        "sleep and leave the other core to the LLM, which decodes while Piper speaks "
+        "([benchmarks.md](benchmarks.md#tuning-each-setting-and-its-measured-effect))."))
     melo_config: str = Field("", description="MeloTTS voice `config.json` (needed for melotts).")
     melo_ckpt: str = Field("", description="MeloTTS `checkpoint.pth` (needed for melotts).")
     melo_language: str = Field("EN", description="MeloTTS language.")
@@ -172,12 +177,12 @@ class TTSConfig(Section):
     first_clause_words: int = Field(4, ge=0, le=50, description=(
         "A reply's first clause of this many words or more, ending in `,` `;` `:`, is "
         "spoken before its sentence is complete; 0 = whole sentences only."))
-    first_piece_max_words: int = Field(8, ge=0, le=50, description=(
+    first_piece_max_words: int = Field(6, ge=0, le=50, description=(
         "With `first_clause_words` set, a reply's first piece also ends before a joining word "
         "(`and`, `which`, `in`, ...) that follows at least `first_clause_words` words, or "
         "after this many words at a word that does not lean on the next (`the`, `is`, ...); "
         "0 = only at `,` `;` `:`."))
-    first_piece_secs: float = Field(0.25, ge=0, le=5, description=(
+    first_piece_secs: float = Field(0.15, ge=0, le=5, description=(
         "Once a reply has been measured, `first_piece_max_words` becomes the words the LLM "
         "writes in this many seconds (median of its last replies); 0 = keep it fixed."))
 

@@ -90,6 +90,7 @@ def build_tts(cfg: AppConfig) -> TTSService:
             voice_path=str(piper_voice_path(cfg)),
             length_scale=t.length_scale,
             speaker=None if t.speaker < 0 else t.speaker,
+            spin_wait=t.spin_wait,
         )
     if t.engine == "melotts":
         from pipecatapp.services.tts_melotts import MeloTTSService

@@ -13,7 +13,11 @@ The voice runs in an onnxruntime session without the CPU memory arena: with it, 
 grows (by powers of two) to the largest sentence ever spoken and never shrinks, which made a
 long session's memory step up whenever a longer reply came (measured: 142 MB after loading,
 449 MB after a few long sentences; without the arena 237-285 MB, the freed buffers going back
-to the allocator, see pipecatapp/memory.py).
+to the allocator, see pipecatapp/memory.py). With ``spin_wait=False`` its worker threads
+sleep while they wait for work instead of spinning: while the LLM decodes on the other core,
+a spinning worker takes that core's time from the LLM and from its partner: a short sentence
+took 0.19-0.21 s spinning against 0.14-0.15 s sleeping, and on an idle machine 0.10 against
+0.11 s (Intel Xeon, 2 cores; ``python -m bench --suite components``).
 
 Piper (piper-tts) is GPL-3.0 and runs in-process.
 """
@@ -60,11 +64,14 @@ def check_piper_voice(voice_path: str) -> tuple[Path, dict[str, Any]]:
         raise EngineUnavailable(f"tts.voice_path: cannot read {config}: {e}") from e
 
 
-def arena_free_session(path: Path) -> onnxruntime.InferenceSession:
+def arena_free_session(path: Path, *, spin_wait: bool = True) -> onnxruntime.InferenceSession:
     """The voice's onnxruntime session on the CPU, without the memory arena that keeps the
-    largest sentence's buffers for good."""
+    largest sentence's buffers for good; ``spin_wait=False``: its threads sleep while idle."""
     options = onnxruntime.SessionOptions()
     options.enable_cpu_mem_arena = False
+    if not spin_wait:
+        for pool in ("intra_op", "inter_op"):
+            options.add_session_config_entry(f"session.{pool}.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), sess_options=options,
                                         providers=["CPUExecutionProvider"])
 
@@ -82,6 +89,7 @@ class PiperTTS(TTSService):
         voice_path: str,
         length_scale: float = 1.0,
         speaker: int | None = None,
+        spin_wait: bool = True,
         **kwargs: Any,
     ) -> None:
         """Load the voice once.
@@ -90,6 +98,8 @@ class PiperTTS(TTSService):
             voice_path: the voice's ``.onnx`` file; its ``.onnx.json`` must lie beside it.
             length_scale: speaking time factor (below 1 is faster speech).
             speaker: speaker id for multi-speaker voices (None = the voice's default).
+            spin_wait: onnxruntime's threads spin while they wait (its default); False: they
+                sleep, which leaves the other core to the LLM.
             **kwargs: passed to pipecat's TTSService (sample_rate, text aggregation, ...).
         """
         path, config = check_piper_voice(voice_path)
@@ -111,7 +121,7 @@ class PiperTTS(TTSService):
         try:
             self.voice: PiperVoice = PiperVoice.load(path)
             """The loaded Piper voice."""
-            self.voice.session = arena_free_session(path)
+            self.voice.session = arena_free_session(path, spin_wait=spin_wait)
         except Exception as e:  # onnxruntime and JSON errors of a damaged voice
             raise EngineUnavailable(f"tts.voice_path: cannot load {path}: {e}") from e
         self.load_secs = time.perf_counter() - started

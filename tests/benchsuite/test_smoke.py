@@ -88,6 +88,9 @@ def test_voice_smoke(tmp_path: Path) -> None:
     assert all(_number(r[2]) > 0 for r in whisper)
     piper = _rows(results, "Components: Piper joe-medium")
     assert _number(piper[0][1].removesuffix(" s")) > 0
+    spin = _rows(results, "Components: Piper with onnxruntime's threads")
+    assert [r[0] for r in spin] == ["idle machine"] * 2 + ["llama-server decoding"] * 2
+    assert all(_number(r[2]) > 0 for r in spin)
     for name in ("voice_stages.png", "voice_latency.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG
     assert (tmp_path / "voice" / "us-m7" / "tuned" / "timeline.jsonl").stat().st_size > 0

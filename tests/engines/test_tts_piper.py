@@ -139,3 +139,32 @@ def test_piper_memory_does_not_keep_the_longest_sentence(piper):
     after = memory.rss_mb()
     assert before is not None and after is not None
     assert after - before < 80.0, f"RSS {before:.0f} -> {after:.0f} MB"
+
+
+def test_sleeping_threads_change_no_sample(piper):
+    """``spin_wait=False`` only changes how onnxruntime's threads wait: the session says so,
+    and the voice speaks the same samples."""
+    sleeping = PiperTTS(voice_path=str(models.piper_voice()), spin_wait=False)
+    options = sleeping.voice.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # unset: onnxruntime spins
+        piper.voice.session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning")
+    spoken = [b"".join(c.audio_int16_bytes for c in tts.voice.synthesize(REPLY))
+              for tts in (piper, sleeping)]
+    assert spoken[0] == spoken[1]
+
+
+@pytest.mark.parametrize(("profile", "entry"), [("tuned", "0"), ("stock", None)])
+def test_the_tuned_profile_lets_piper_threads_sleep(profile, entry):
+    from pipecatapp.config import load_config
+    from pipecatapp.services import factory
+
+    tts = factory.build_tts(load_config(environ={"PIPECATAPP_PROFILE": profile}))
+    options = tts.voice.session.get_session_options()
+    try:
+        found = options.get_session_config_entry("session.intra_op.allow_spinning")
+    except RuntimeError:  # unset: onnxruntime's default, spinning
+        found = None
+    assert found == entry
