@@ -331,7 +331,11 @@ def run(model: Path, *, smoke: bool, turns: int, work: Path,
         notes.append(f"every profile ran with --set {setting}")
     results = []
     script = None
-    with LlamaServer(model, threads=threads, ctx=4096) as server:
+    work.mkdir(parents=True, exist_ok=True)
+    # The server's log stays beside the results: its per-request timings show which turns
+    # evaluated their prompt in full.
+    with LlamaServer(model, threads=threads, ctx=4096,
+                     log_path=work / "llama-server.log") as server:
         llm = f"llama-server on {model.name}, {threads} thread, {server.base_url}"
         for voice in panel:
             progress(f"building the script for voice {voice.name}: {turns} questions, "
