@@ -15,9 +15,10 @@ long session's memory step up whenever a longer reply came (measured: 142 MB aft
 449 MB after a few long sentences; without the arena 237-285 MB, the freed buffers going back
 to the allocator, see pipecatapp/memory.py). With ``spin_wait=False`` its worker threads
 sleep while they wait for work instead of spinning: while the LLM decodes on the other core,
-a spinning worker takes that core's time from the LLM and from its partner: a short sentence
-took 0.19-0.21 s spinning against 0.14-0.15 s sleeping, and on an idle machine 0.10 against
-0.11 s (Intel Xeon, 2 cores; ``python -m bench --suite components``).
+a spinning worker takes that core's time from the LLM and holds up its partner: in three runs
+a short sentence took 0.16-0.21 s spinning against 0.12-0.15 s sleeping, and on an idle
+machine 0.003-0.009 s less spinning (Intel Xeon, 2 cores; ``python -m bench --suite
+components``).
 
 Piper (piper-tts) is GPL-3.0 and runs in-process.
 """
