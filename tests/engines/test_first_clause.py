@@ -194,7 +194,8 @@ def _reply_frames(text: str, step: int = 3) -> list:
 async def test_the_tts_speaks_the_first_clause_on_its_own():
     """LLM text -> LLMTextProcessor(first-clause aggregator) -> real Piper: the clause is
     synthesized and spoken as a piece of its own, the rest by sentence, nothing lost."""
-    cfg = AppConfig()
+    # A word cut later than the comma, so the clause is what goes first.
+    cfg = AppConfig(tts={"first_piece_max_words": 12, "first_piece_secs": 0})
     tts = factory.build_tts(cfg)
     processor = factory.build_first_clause(cfg, tts)
     assert processor is not None

@@ -141,9 +141,10 @@ def test_piper_memory_does_not_keep_the_longest_sentence(piper):
     assert after - before < 80.0, f"RSS {before:.0f} -> {after:.0f} MB"
 
 
-def test_sleeping_threads_change_no_sample(piper):
+def test_sleeping_threads_still_speak(piper):
     """``spin_wait=False`` only changes how onnxruntime's threads wait: the session says so,
-    and the voice speaks the same samples."""
+    and the voice still speaks the sentence (Piper's noise makes no two renderings equal, so
+    the lengths are compared)."""
     sleeping = PiperTTS(voice_path=str(models.piper_voice()), spin_wait=False)
     options = sleeping.voice.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
@@ -151,9 +152,11 @@ def test_sleeping_threads_change_no_sample(piper):
     with pytest.raises(RuntimeError, match="allow_spinning"):  # unset: onnxruntime spins
         piper.voice.session.get_session_options().get_session_config_entry(
             "session.intra_op.allow_spinning")
-    spoken = [b"".join(c.audio_int16_bytes for c in tts.voice.synthesize(REPLY))
-              for tts in (piper, sleeping)]
-    assert spoken[0] == spoken[1]
+    spinning_len, sleeping_len = (
+        sum(len(c.audio_int16_bytes) for c in tts.voice.synthesize(REPLY))
+        for tts in (piper, sleeping))
+    assert sleeping_len > 0
+    assert abs(sleeping_len - spinning_len) <= 0.25 * spinning_len
 
 
 @pytest.mark.parametrize(("profile", "entry"), [("tuned", "0"), ("stock", None)])
