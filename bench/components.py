@@ -6,21 +6,24 @@ median over repeats on the test utterances."""
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.common import Table, fmt, median
+from bench.llm import post_json
 from devtools.utterances import espeak_wav, word_errors
 from pipecatapp.embedded import models
 from pipecatapp.transports.wavio import read_audio
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
 
 UTTERANCES = (
     "What is the capital of France?",
@@ -117,10 +120,7 @@ def _window(work: Path, texts: tuple[str, ...], voices: tuple[str, ...],
     return rows
 
 
-def _piper(repeats: int) -> tuple[float, float, float, float]:
-    from piper import PiperVoice
-
-    voice = PiperVoice.load(models.piper_voice())
+def _piper(voice: PiperVoice, repeats: int) -> tuple[float, float, float, float]:
     list(voice.synthesize("Hello."))  # warm-up
     firsts, rtfs, leads = [], [], []
     seconds = 0.0
@@ -141,24 +141,19 @@ def _piper(repeats: int) -> tuple[float, float, float, float]:
 
 def _decode_forever(url: str, stop: threading.Event) -> None:
     """Keep llama-server decoding (one long completion after another) until ``stop``."""
-    body = json.dumps({"prompt": "Tell me a long story about a dragon.", "n_predict": 400,
-                       "ignore_eos": True}).encode()
+    body = {"prompt": "Tell me a long story about a dragon.", "n_predict": 400,
+            "ignore_eos": True}
     while not stop.is_set():
-        request = urllib.request.Request(f"{url}/completion", data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            reply.read()
+        post_json(f"{url}/completion", body, timeout=60)
 
 
-def _piper_spin(repeats: int) -> list[tuple[str, bool, float]]:
+def _piper_spin(voice: PiperVoice, repeats: int) -> list[tuple[str, bool, float]]:
     """Seconds to synthesize REPLY with onnxruntime's threads spinning or sleeping, on an
-    idle machine and while a 1-thread llama-server decodes SmolLM2 on the other core."""
-    from piper import PiperVoice
-
+    idle machine and while a 1-thread llama-server decodes SmolLM2 on the other core (the
+    voice's session is replaced)."""
     from pipecatapp.embedded.server import LlamaServer
     from pipecatapp.services.tts_piper import arena_free_session
 
-    voice = PiperVoice.load(models.piper_voice())
     sessions = {spin: arena_free_session(models.piper_voice(), spin_wait=spin)
                 for spin in (True, False)}
 
@@ -196,9 +191,12 @@ def run(work: Path, *, smoke: bool, progress: Callable[[str], None]) -> Componen
     voices = WINDOW_VOICES[:1] if smoke else WINDOW_VOICES
     window = _window(work, texts, voices, (30.0, 10.0) if smoke else WINDOWS, progress)
     progress("components: Piper joe-medium")
-    first, rtf, lead, seconds = _piper(2 if smoke else 5)
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(models.piper_voice())
+    first, rtf, lead, seconds = _piper(voice, 2 if smoke else 5)
     progress("components: Piper, spinning threads on and off")
-    spin = _piper_spin(2 if smoke else 9)
+    spin = _piper_spin(voice, 2 if smoke else 9)
     return Components(whisper, window, len(texts), voices, first, rtf, lead, seconds, spin)
 
 
