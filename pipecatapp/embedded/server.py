@@ -127,6 +127,11 @@ class LlamaServer:
     instead of spinning). ``cache_reuse`` is ``--cache-reuse``: a prompt whose start changed
     reuses cached chunks of at least this many tokens by shifting them, so the turn after the
     app cuts back its history (``llm.max_history``) evaluates only its new tokens (0: off).
+    ``cache_ram`` is ``--cache-ram`` in MiB (llama-server's default 8192; -1: no limit). It is
+    off (0) here: that cache restores the saved prompt with the longest common start, which
+    after a history cut can be another conversation's that asked the same question, and that
+    prompt has nothing to shift, so the whole history is evaluated again. One conversation
+    never needs it: its own slot always holds its longest prompt.
     The server's output goes to ``log_path``.
     """
 
@@ -142,6 +147,7 @@ class LlamaServer:
         parallel: int = 1,
         poll: int | None = None,
         cache_reuse: int = 32,
+        cache_ram: int = 0,
         binary: Path | None = None,
         log_path: Path | None = None,
         env: Mapping[str, str] | None = None,
@@ -164,6 +170,10 @@ class LlamaServer:
         if cache_reuse < 0:
             raise ConfigError("cache_reuse", f"must be 0 (off) or more tokens, got {cache_reuse}")
         self.cache_reuse = cache_reuse
+        if cache_ram < -1:
+            raise ConfigError("cache_ram",
+                              f"must be -1 (no limit), 0 (off) or MiB, got {cache_ram}")
+        self.cache_ram = cache_ram
         self.binary = binary
         self.env = dict(env or {})
         self.log_path = log_path
@@ -200,6 +210,7 @@ class LlamaServer:
             cmd += ["--poll", str(self.poll)]
         if self.cache_reuse:
             cmd += ["--cache-reuse", str(self.cache_reuse)]
+        cmd += ["--cache-ram", str(self.cache_ram)]
         return cmd + list(self.extra_args)
 
     def start(self) -> LlamaServer:

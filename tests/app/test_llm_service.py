@@ -29,6 +29,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.tests.utils import run_test
 
 from pipecatapp.config import DEFAULT_SYSTEM_PROMPT, AppConfig, LLMConfig
+from pipecatapp.embedded import models
 from pipecatapp.embedded.server import LlamaServer, free_port
 from pipecatapp.resilience import ApologyPlayer, LLMFailedFrame
 from pipecatapp.services import factory
@@ -217,9 +218,12 @@ def _ask(base_url: str, messages: list[dict[str, str]]) -> tuple[str, int]:
     return answer["choices"][0]["message"]["content"], int(answer["timings"]["prompt_n"])
 
 
-def _conversation_through_a_cut(base_url: str) -> list[tuple[int, int]]:
+def _conversation_through_a_cut(
+    base_url: str, ending: str = "Please answer in one short sentence."
+) -> list[tuple[int, int]]:
     """A growing chat, bounded by the app's own _trim at the default bound: (messages sent,
-    tokens evaluated) per turn, through the turn where the history is cut back."""
+    tokens evaluated) per turn, through the turn where the history is cut back. ``ending``
+    closes every question."""
     bound = LLMConfig().max_history
     llm = _llm("http://127.0.0.1:9/v1", max_history=bound)  # only its _trim is used
     context = LLMContext(messages=[])
@@ -227,7 +231,7 @@ def _conversation_through_a_cut(base_url: str) -> list[tuple[int, int]]:
     for turn in range(bound // 2 + 2):
         context.add_message({"role": "user",
                              "content": f"Question number {turn}: what is {turn} plus {turn}? "
-                                        "Please answer in one short sentence."})
+                                        f"{ending}"})
         llm._trim(context)
         messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
                     *context.get_messages()]
@@ -244,7 +248,7 @@ def test_the_turn_after_the_history_is_cut_reuses_the_cache(smollm2_server, llam
     # tokens instead of evaluating them again: the voice benchmark saw 0.6-0.85 s first tokens
     # on exactly those turns.
     reused = _conversation_through_a_cut(smollm2_server.base_url)
-    cut = next(i for i, (sent, _) in enumerate(reused) if i and sent < reused[i - 1][0])
+    cut = _cut_turn(reused)
     with LlamaServer(smollm2_server.model, threads=1, ctx=4096, cache_reuse=0,
                      binary=llama_bin / "llama-server",
                      log_path=tmp_path / "no-reuse.log") as plain:
@@ -254,3 +258,35 @@ def test_the_turn_after_the_history_is_cut_reuses_the_cache(smollm2_server, llam
     assert without[cut][1] > 3 * reused[cut][1], (reused, without)
     # The cut turn evaluates about as little as an ordinary turn.
     assert reused[cut][1] <= 2 * max(n for _, n in reused[1:cut]), reused
+
+
+def _cut_turn(turns: list[tuple[int, int]]) -> int:
+    return next(i for i, (sent, _) in enumerate(turns) if i and sent < turns[i - 1][0])
+
+
+@pytest.mark.slow
+def test_a_second_conversation_does_not_take_over_the_first_ones_prompt(llama_bin, tmp_path):
+    # Seen in the voice benchmark, whose sessions share one server: on a cut turn llama-server's
+    # RAM prompt cache (--cache-ram, on by default) restored another session's saved prompt,
+    # whose start matched further (the same question) than the slot's own, and had nothing to
+    # shift: 87-117 tokens evaluated instead of about 20. LlamaServer turns that cache off.
+    def two_conversations(server: LlamaServer) -> list[tuple[int, int]]:
+        with server:
+            _conversation_through_a_cut(server.base_url)
+            # The same questions, one more sentence: the second conversation's kept block
+            # starts like the first conversation's saved prompt, then differs.
+            return _conversation_through_a_cut(
+                server.base_url, ending="Please answer in one short sentence. Thank you.")
+
+    def server(name: str, **cache: int) -> LlamaServer:
+        return LlamaServer(models.smollm2_gguf(), threads=1, ctx=4096, **cache,
+                           binary=llama_bin / "llama-server", log_path=tmp_path / name)
+
+    ours = two_conversations(server("ours.log"))
+    stock = two_conversations(server("stock.log", cache_ram=8192))  # llama-server's default
+    cut = _cut_turn(ours)
+    assert _cut_turn(stock) == cut
+    # The cut turn evaluates about as little as an ordinary turn ...
+    assert ours[cut][1] <= 2 * max(n for _, n in ours[1:cut]), ours
+    # ... which llama-server's own default does not: a test that fails when it changes.
+    assert stock[cut][1] > 3 * ours[cut][1], (ours, stock)

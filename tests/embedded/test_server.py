@@ -100,6 +100,8 @@ def test_missing_model_and_bad_settings_name_the_setting(tmp_path: Path) -> None
         LlamaServer(tmp_path / "x.gguf", threads=0)
     with pytest.raises(ConfigError, match=r"^port:"):
         LlamaServer(tmp_path / "x.gguf", port=70000)
+    with pytest.raises(ConfigError, match=r"^cache_ram:"):
+        LlamaServer(tmp_path / "x.gguf", cache_ram=-2)
 
 
 def test_llama_server_bin_env(monkeypatch: pytest.MonkeyPatch, llama_bin: Path,
