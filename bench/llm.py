@@ -142,9 +142,10 @@ def busy_core(seconds: float = 3600) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _llama(model: Path, threads: int, poll: int | None = None,
-           extra: tuple[str, ...] = (), binary: Path | None = None) -> Iterator[str]:
-    server = LlamaServer(model, threads=threads, ctx=4096, poll=poll, extra_args=extra,
-                         binary=binary)
+           extra: tuple[str, ...] = (), binary: Path | None = None,
+           batch: int | None = None) -> Iterator[str]:
+    server = LlamaServer(model, threads=threads, batch_threads=batch, ctx=4096, poll=poll,
+                         extra_args=extra, binary=binary)
     with server:
         yield server.base_url
 
@@ -269,6 +270,10 @@ def engines(smoke: bool, logs: Path, builds_only: bool = False) -> tuple[list[En
                load=True),
         Engine("llama.cpp RPC (loopback)", 1, lambda m: _rpc(m, 1, logs),
                note="ggml-rpc-server holds all layers; llama-server --rpc -ngl 99"),
+        Engine("llama-server -tb 2", 1, lambda m: _llama(m, 1, batch=2),
+               note="the tuned profile's embedded server on 2 cores"),
+        Engine("llama-server -tb 2, 1 core busy", 1, lambda m: _llama(m, 1, batch=2),
+               load=True),
     ]
     if builds_only:
         return found[:2], ["other engines: skipped (--builds: the portable and native builds "

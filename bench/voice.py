@@ -15,6 +15,7 @@ shared llama-server, and the timeline it writes (JSON lines) is the measurement:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -213,6 +214,33 @@ def app_tree(rev: str, work: Path) -> Path:
     return tree
 
 
+_BATCH_THREADS = """
+import sys
+from pipecatapp.config import load_config
+from pipecatapp.embedded import server
+sets = dict(s.split("=", 1) for s in sys.argv[2:])
+llm = load_config(environ={}, overrides={"profile": sys.argv[1], **sets}).llm
+setting = getattr(llm, "embedded_batch_threads", None)
+print("" if setting is None else server.batch_threads(setting))
+"""
+
+
+def batch_threads_of(profile: str, work: Path, settings: list[str]) -> int | None:
+    """The prompt threads (``-tb``) that the profile's app would give its embedded
+    llama-server, asked from that app itself (``tuned@REV``: the app of REV); ``None`` for an
+    app from before the setting, whose server evaluated prompts on its generation threads."""
+    name, rev = split_profile(profile)
+    env = {**os.environ}
+    cwd = None
+    if rev:
+        cwd = app_tree(rev, work)
+        env["PYTHONPATH"] = str(cwd)
+    answer = subprocess.run([sys.executable, "-c", _BATCH_THREADS, name, *settings],
+                            capture_output=True, text=True, check=True, env=env, cwd=cwd)
+    value = answer.stdout.strip()
+    return int(value) if value else None
+
+
 def run_app(profile: str, script: Script, llm_url: str, work: Path,
             extra: list[str]) -> ProfileResult:
     """One file-transport session of the app, as a user would run it (``tuned@REV``: the
@@ -310,7 +338,8 @@ def run(model: Path, *, smoke: bool, turns: int, work: Path,
         settings: list[str] | None = None, voices: int | None = None) -> VoiceRun:
     """``voices`` first voices of the panel (default: all; smoke: one), each with its own
     script of ``turns`` questions and ``interruptions`` interrupted long answers, every
-    profile on every voice, one shared llama-server."""
+    profile on every voice, on a llama-server shared by the profiles with the same prompt
+    threads."""
     profiles = profiles or list(PROFILES)
     for profile in profiles:
         split_profile(profile)
@@ -332,11 +361,18 @@ def run(model: Path, *, smoke: bool, turns: int, work: Path,
     results = []
     script = None
     work.mkdir(parents=True, exist_ok=True)
-    # The server's log stays beside the results: its per-request timings show which turns
-    # evaluated their prompt in full.
-    with LlamaServer(model, threads=threads, ctx=4096,
-                     log_path=work / "llama-server.log") as server:
-        llm = f"llama-server on {model.name}, {threads} thread, {server.base_url}"
+    # One server per prompt-thread count among the profiles (a profile's server is the one
+    # its app would start). Each server's log stays beside the results: its per-request
+    # timings show which turns evaluated their prompt in full.
+    batch = {p: batch_threads_of(p, work, settings or []) or threads for p in profiles}
+    with contextlib.ExitStack() as stack:
+        servers: dict[int, LlamaServer] = {}
+        for n in sorted(set(batch.values())):
+            log = work / ("llama-server.log" if n == threads else f"llama-server-tb{n}.log")
+            servers[n] = stack.enter_context(LlamaServer(
+                model, threads=threads, batch_threads=n, ctx=4096, log_path=log))
+        llm = (f"llama-server on {model.name}, {threads} thread, prompt threads (-tb) "
+               + ", ".join(f"{p} {n}" for p, n in batch.items()))
         for voice in panel:
             progress(f"building the script for voice {voice.name}: {turns} questions, "
                      f"{interruptions} interruptions")
@@ -347,7 +383,8 @@ def run(model: Path, *, smoke: bool, turns: int, work: Path,
             for profile in profiles:
                 progress(f"voice {voice.name}: profile {profile} ({script.seconds:.0f} s of "
                          "speech, real time)")
-                result = run_app(profile, script, server.base_url, work / voice.name, extra)
+                result = run_app(profile, script, servers[batch[profile]].base_url,
+                                 work / voice.name, extra)
                 result.voice = voice.name
                 results.append(result)
                 if result.error:

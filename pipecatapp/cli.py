@@ -137,7 +137,8 @@ def embedded_llm(llm: LLMConfig, stack: contextlib.ExitStack) -> str:
     if not model.is_file():
         raise EngineUnavailable(f"llm.embedded_model: {model} is not a GGUF file")
     logger.info(f"embedded mode: starting llama-server on {model.name}")
-    srv = server.LlamaServer(model, threads=llm.embedded_threads, ctx=4096)
+    srv = server.LlamaServer(model, threads=llm.embedded_threads, ctx=4096,
+                             batch_threads=server.batch_threads(llm.embedded_batch_threads))
     stack.callback(srv.stop)
     srv.start()
     srv.wait_ready(120)

@@ -67,6 +67,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "vad.min_volume": 0.6,
         "llm.max_tokens": 150,
         "llm.repeat_penalty": 1.0,
+        "llm.embedded_batch_threads": 1,
         "tts.first_clause_words": 0,
         "tts.first_piece_max_words": 0,
         "tts.first_piece_secs": 0.0,
@@ -121,6 +122,10 @@ class LLMConfig(Section):
     nomad_namespace: str = Field("default", description="Nomad namespace of the service.")
     embedded_threads: int = Field(1, ge=1, le=256, description=(
         "llama-server threads in embedded mode (Whisper and Piper share the cores)."))
+    embedded_batch_threads: int = Field(0, ge=0, le=256, description=(
+        "llama-server threads for prompt evaluation (`-tb`) in embedded mode; 0: every core "
+        "this process may use, at most 8. A turn's prompt is evaluated after Whisper has "
+        "finished and before Piper starts."))
     embedded_model: str = Field("", description=(
         "GGUF file for embedded mode; empty: SmolLM2-135M from its package."))
 

@@ -118,13 +118,23 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def batch_threads(setting: int) -> int:
+    """``llm.embedded_batch_threads`` as a thread count: 0 is every core this process may
+    use, at most 8 (a voice turn's prompt is a few dozen tokens)."""
+    if setting:
+        return setting
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
 class LlamaServer:
     """One ``llama-server`` process serving ``model`` on an OpenAI-compatible API.
 
-    ``threads`` sets both generation and batch threads. On a busy 2-core machine 2 threads
-    collapse (spinning workers fight for the cores): 1 thread is the safe default; see
-    the README (Benchmarks). ``poll`` is llama.cpp's ``--poll`` (0 = workers sleep
-    instead of spinning). ``cache_reuse`` is ``--cache-reuse``: a prompt whose start changed
+    ``threads`` are the generation threads, and the batch (prompt evaluation) threads unless
+    ``batch_threads`` is given. On a busy 2-core machine 2 threads collapse (spinning workers
+    fight for the cores): 1 thread is the safe default; see the README (Benchmarks). The
+    prompt of a voice turn is evaluated while the app's other engines are idle, so
+    ``batch_threads`` may take every core. ``poll`` is llama.cpp's ``--poll`` (0 = workers
+    sleep instead of spinning). ``cache_reuse`` is ``--cache-reuse``: a prompt whose start changed
     reuses cached chunks of at least this many tokens by shifting them, so the turn after the
     app cuts back its history (``llm.max_history``) evaluates only its new tokens (0: off).
     ``cache_ram`` is ``--cache-ram`` in MiB (llama-server's default 8192; -1: no limit). It is
@@ -142,6 +152,7 @@ class LlamaServer:
         host: str = "127.0.0.1",
         port: int = 0,
         threads: int = 1,
+        batch_threads: int | None = None,
         ctx: int = 2048,
         extra_args: Sequence[str] = (),
         parallel: int = 1,
@@ -154,6 +165,8 @@ class LlamaServer:
     ) -> None:
         if threads < 1:
             raise ConfigError("threads", f"must be at least 1, got {threads}")
+        if batch_threads is not None and batch_threads < 1:
+            raise ConfigError("batch_threads", f"must be at least 1, got {batch_threads}")
         if ctx < 64:
             raise ConfigError("ctx", f"must be at least 64 tokens, got {ctx}")
         if not 0 <= port <= 65535:
@@ -163,6 +176,7 @@ class LlamaServer:
         self.requested_port = port
         self.port = port
         self.threads = threads
+        self.batch_threads = batch_threads or threads
         self.ctx = ctx
         self.extra_args = tuple(extra_args)
         self.parallel = parallel
@@ -203,7 +217,7 @@ class LlamaServer:
         binary = self.binary or (llama_bin_dir() / "llama-server")
         cmd = [
             str(binary), "-m", str(self.model), "--host", self.host, "--port", str(self.port),
-            "-t", str(self.threads), "-tb", str(self.threads), "-c", str(self.ctx),
+            "-t", str(self.threads), "-tb", str(self.batch_threads), "-c", str(self.ctx),
             "-np", str(self.parallel), "--no-webui",
         ]
         if self.poll is not None:

@@ -19,6 +19,7 @@ def test_defaults_are_the_tuned_profile():
     assert cfg.turn.half_duplex is False
     assert cfg.llm.max_tokens == 150
     assert cfg.llm.service == "primacpp-api"
+    assert cfg.llm.embedded_batch_threads == 0  # every core, for the prompt only
     assert "short" in cfg.llm.system_prompt
 
 
@@ -30,6 +31,7 @@ def test_stock_profile_reproduces_pipecat_defaults():
         0.7, 0.2, 0.2, 0.6,
     )
     assert cfg.turn.warmup is False
+    assert cfg.llm.embedded_batch_threads == 1  # llama-server's -tb is its -t
 
 
 def test_layers_file_then_env_then_cli(tmp_path):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pipecatapp.embedded.server import batch_threads
+
 ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -94,3 +96,8 @@ def test_voice_smoke(tmp_path: Path) -> None:
     for name in ("voice_stages.png", "voice_latency.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG
     assert (tmp_path / "voice" / "us-m7" / "tuned" / "timeline.jsonl").stat().st_size > 0
+    # Each profile ran on the server its own app would start: the prompt threads differ.
+    tuned_tb = batch_threads(0)
+    assert f"prompt threads (-tb) stock 1, tuned {tuned_tb}" in results
+    log = "llama-server.log" if tuned_tb == 1 else f"llama-server-tb{tuned_tb}.log"
+    assert "prompt eval time" in (tmp_path / "voice" / log).read_text()

@@ -3,6 +3,7 @@ and the errors a user sees."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipecatapp.embedded.server import LlamaServer, llama_bin_dir
+from pipecatapp import cli
+from pipecatapp.config import load_config
+from pipecatapp.embedded.server import LlamaServer, batch_threads, llama_bin_dir
 from pipecatapp.errors import ConfigError, EngineUnavailable
 
 
@@ -102,6 +105,8 @@ def test_missing_model_and_bad_settings_name_the_setting(tmp_path: Path) -> None
         LlamaServer(tmp_path / "x.gguf", port=70000)
     with pytest.raises(ConfigError, match=r"^cache_ram:"):
         LlamaServer(tmp_path / "x.gguf", cache_ram=-2)
+    with pytest.raises(ConfigError, match=r"^batch_threads:"):
+        LlamaServer(tmp_path / "x.gguf", batch_threads=0)
 
 
 def test_llama_server_bin_env(monkeypatch: pytest.MonkeyPatch, llama_bin: Path,
@@ -148,3 +153,42 @@ def test_own_log_is_removed_after_a_clean_stop(tiny_gguf: Path, llama_bin: Path,
         log = server.log_path
         assert log is not None and log.parent == tmp_path / "logs" and log.is_file()
     assert not log.exists()
+
+
+def _children_args(name: str) -> list[list[str]]:
+    """The command lines of this process's children called ``name``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != os.getpid():
+                continue
+            args = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue  # the process has gone
+        if args and Path(args[0].decode()).name == name:
+            found.append([a.decode() for a in args if a])
+    return found
+
+
+@pytest.mark.parametrize(("profile", "expected"), [("tuned", None), ("stock", 1)])
+def test_the_embedded_server_evaluates_prompts_on_the_profiles_threads(
+    profile: str, expected: int | None, tiny_gguf: Path, llama_bin: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server the app itself starts in embedded mode, as its process was started.
+    monkeypatch.setenv("LLAMA_SERVER_BIN", str(llama_bin / "llama-server"))
+    cfg = load_config(environ={"PIPECATAPP_PROFILE": profile},
+                      overrides={"llm.embedded_model": str(tiny_gguf)})
+    with contextlib.ExitStack() as stack:
+        url = cli.embedded_llm(cfg.llm, stack)
+        (args,) = _children_args("llama-server")
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=10) as answer:
+            assert answer.status == 200
+    cores = len(os.sched_getaffinity(0))
+    wanted = expected or min(8, cores)
+    assert batch_threads(cfg.llm.embedded_batch_threads) == wanted
+    assert args[args.index("-t") + 1] == "1"
+    assert args[args.index("-tb") + 1] == str(wanted)
+    assert args[args.index("--cache-ram") + 1] == "0"
+    assert batch_threads(3) == 3
