@@ -156,7 +156,8 @@ def test_own_log_is_removed_after_a_clean_stop(tiny_gguf: Path, llama_bin: Path,
 
 
 def _children_args(name: str) -> list[list[str]]:
-    """The command lines of this process's children called ``name``."""
+    """The command lines of this process's children called ``name`` (other tests' servers
+    may be among them)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -182,7 +183,8 @@ def test_the_embedded_server_evaluates_prompts_on_the_profiles_threads(
                       overrides={"llm.embedded_model": str(tiny_gguf)})
     with contextlib.ExitStack() as stack:
         url = cli.embedded_llm(cfg.llm, stack)
-        (args,) = _children_args("llama-server")
+        port = url.removesuffix("/v1").rsplit(":", 1)[1]
+        (args,) = [a for a in _children_args("llama-server") if a[a.index("--port") + 1] == port]
         with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=10) as answer:
             assert answer.status == 200
     cores = len(os.sched_getaffinity(0))
