@@ -4,8 +4,9 @@ The script is one WAV of user speech (espeak-ng, a voice unlike the bot's Piper 
 the file transport plays into the app in real time: questions with pauses long enough for
 the answer, then requests for long answers that are interrupted mid-answer by another
 question. ``python -m pipecatapp --transport file`` runs once per profile (``stock``:
-pipecat's defaults with the same models; ``tuned``: the project's settings) against one
-shared llama-server, and the timeline it writes (JSON lines) is the measurement:
+pipecat's defaults with the same models; ``tuned``: the project's settings) against the
+llama-server its own app would start (profiles with the same prompt threads share one), and
+the timeline it writes (JSON lines) is the measurement:
 
 - voice-to-voice = the bot's first output sample - the end of the user's speech (both on
   the app clock, the speech end known from the input file);
