@@ -8,6 +8,7 @@ import pytest
 from pipecat.frames.frames import TTSAudioRawFrame, TTSSpeakFrame
 from pipecat.pipeline.worker import PipelineParams
 from pipecat.tests.utils import run_test
+from piper import SynthesisConfig
 
 from pipecatapp import memory
 from pipecatapp.embedded import models
@@ -39,7 +40,10 @@ def piper():
 
 
 @pytest.mark.slow
-async def test_piper_speech_is_heard_back_by_whisper(piper, transcribe, tmp_path):
+async def test_piper_speech_is_heard_back_by_whisper(transcribe, tmp_path):
+    # One fixed rendering: with Piper's noise on, Whisper base once heard "Paris" as "terris".
+    piper = PiperTTS(voice_path=str(models.piper_voice()))
+    piper.synthesis = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     down, _ = await run_test(
         piper,
         frames_to_send=[TTSSpeakFrame(REPLY)],
