@@ -33,7 +33,7 @@ UTTERANCES = (
 REPLY = "The capital of France is Paris."
 # Three espeak-ng voices, so a window is not tuned to one voice's quirks.
 WINDOW_VOICES = ("en-us+m7", "en-us+f3", "en+m3")
-WINDOWS = (30.0, 20.0, 15.0, 10.0)
+WINDOWS = (30.0, 20.0, 15.0, 10.0, 8.0)
 
 
 @dataclass

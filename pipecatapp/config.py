@@ -141,9 +141,9 @@ class STTConfig(Section):
     language: NonEmpty = Field("en", description="Spoken language (skips language detection).")
     compute_type: Literal["int8", "int8_float32", "float32"] = Field(
         "int8", description="CTranslate2 compute type.")
-    window_secs: float = Field(10.0, ge=10, le=30, description=(
-        "Shortest Whisper encoder window of an utterance, seconds; 30 = Whisper's full "
-        "window."))
+    window_secs: float = Field(8.0, ge=8, le=30, description=(
+        "Shortest Whisper encoder window of an utterance, seconds (at least twice the "
+        "utterance, after its quiet lead is trimmed); 30 = Whisper's full window."))
     max_secs: float = Field(0.6, ge=0.1, le=60, description=(
         "Bound on one utterance's decoding, seconds: Whisper's retries at higher "
         "temperatures start only while they fit; what is still unsure then is not "

@@ -9,8 +9,10 @@ from faster_whisper import WhisperModel
 
 from pipecatapp.embedded import models
 from pipecatapp.services.whisper_window import (
+    LEAD_KEEP_SECS,
     transcribe_utterance,
     transcribe_window,
+    trim_lead,
     window_for,
     without_repeats,
 )
@@ -62,6 +64,50 @@ def test_a_question_is_heard_on_the_short_window(whisper, espeak_wav, tmp_path, 
     assert close_enough(result.text, text), result
     assert result.no_speech_prob < 0.4, result
     assert result.window == 10.0, result
+
+
+def _speech(path) -> np.ndarray:
+    """The espeak-ng speech in ``path`` without the silence around it."""
+    audio = _samples(path)
+    loud = np.flatnonzero(np.abs(audio) > 300 / 32768)
+    return audio[loud[0]:loud[-1] + 1]
+
+
+def test_the_quiet_lead_is_cut_to_its_last_part(espeak_wav, tmp_path):
+    speech = _speech(espeak_wav("Who wrote Romeo and Juliet?", tmp_path / "q.wav"))
+    segment = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(8000, np.float32)])
+    trimmed = trim_lead(segment)
+    lead = len(segment) - len(trimmed)
+    # The second of silence goes, but for LEAD_KEEP_SECS (to the 10 ms frame) before the speech.
+    assert 16000 - LEAD_KEEP_SECS * 16000 - 160 <= lead <= 16000 - LEAD_KEEP_SECS * 16000 + 160
+    assert np.array_equal(trimmed, segment[lead:])
+    # Speech from the first sample on, and an empty segment, lose nothing.
+    assert len(trim_lead(speech)) == len(speech)
+    assert len(trim_lead(np.zeros(0, np.float32))) == 0
+
+
+def test_a_noisy_lead_is_kept_whole(espeak_wav, tmp_path):
+    speech = _speech(espeak_wav("What is the capital of France?", tmp_path / "q.wav"))
+    level = np.sqrt(np.mean(np.square(speech))) * 10 ** (-25 / 20)  # room noise, -25 dB
+    noise = np.random.default_rng(3).normal(0.0, level, len(speech) + 24000)
+    segment = (np.concatenate([np.zeros(16000), speech, np.zeros(8000)]) + noise).astype(
+        np.float32)
+    assert len(trim_lead(segment)) == len(segment)
+
+
+@pytest.mark.slow
+def test_a_question_with_the_segments_lead_is_heard_on_the_8_s_window(whisper, espeak_wav,
+                                                                      tmp_path):
+    """A question as pipecat hands it over (a second of quiet before, 0.5 s after): with its
+    lead counted it would need a wider window; without, the tuned 8 s one hears it."""
+    text = "How many legs does a spider have?"
+    speech = _speech(espeak_wav(text, tmp_path / "q.wav", voice="en-us+m7", rate=125))
+    segment = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(8000, np.float32)])
+    assert window_for(len(segment) / 16000, 8.0) > 8.0, "the lead no longer widens the window"
+    result = transcribe_window(whisper, segment, window_secs=8.0, beam_size=1, language="en")
+    assert result is not None, "a question with its quiet lead fell back to the full window"
+    assert result.window == 8.0, result
+    assert close_enough(result.text, text), result
 
 
 @pytest.mark.slow
