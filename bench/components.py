@@ -215,7 +215,8 @@ def tables(c: Components) -> list[Table]:
     window.notes.append(f"{c.window_texts} texts (the voice suite's questions, requests and "
                         f"interruptions) in espeak-ng voices {', '.join(c.window_voices)}; "
                         "30 s is faster-whisper as shipped; a shorter window is at least "
-                        "twice the speech, and a suspect decode falls back to 30 s")
+                        "twice the speech (its quiet lead cut to 0.3 s), and a suspect "
+                        "decode falls back to 30 s")
     piper = Table("Components: Piper joe-medium", ["metric", "value"])
     piper.add(f"time to first audio, '{REPLY}'", f"{fmt(c.piper_first, 3)} s")
     piper.add("real-time factor", fmt(c.piper_rtf, 3))

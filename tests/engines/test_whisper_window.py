@@ -88,7 +88,7 @@ def test_the_quiet_lead_is_cut_to_its_last_part(espeak_wav, tmp_path):
 
 def test_a_noisy_lead_is_kept_whole(espeak_wav, tmp_path):
     speech = _speech(espeak_wav("What is the capital of France?", tmp_path / "q.wav"))
-    level = np.sqrt(np.mean(np.square(speech))) * 10 ** (-25 / 20)  # room noise, -25 dB
+    level = np.sqrt(np.mean(np.square(speech))) * 10 ** (-20 / 20)  # room noise, -20 dB
     noise = np.random.default_rng(3).normal(0.0, level, len(speech) + 24000)
     segment = (np.concatenate([np.zeros(16000), speech, np.zeros(8000)]) + noise).astype(
         np.float32)
