@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from faster_whisper import WhisperModel
 
+from pipecatapp.services.loudness import window_rms
 from pipecatapp.services.whisper_window import (
     FULL_WINDOW_SECS,
     compression_ratio,
@@ -179,11 +180,7 @@ class Verdict:
 def voiced_secs(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Seconds of ``samples`` (float32) louder than a fixed floor, in 20 ms frames."""
     hop = sample_rate // 50
-    n = len(samples) // hop
-    if n == 0:
-        return 0.0
-    rms = np.sqrt(np.mean(samples[: n * hop].reshape(n, hop) ** 2, axis=1))
-    return float(np.count_nonzero(rms > 0.01)) * hop / sample_rate
+    return float(np.count_nonzero(window_rms(samples, hop) > 0.01)) * hop / sample_rate
 
 
 def judge(decoded: Decoded, samples: np.ndarray, *,

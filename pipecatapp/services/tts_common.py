@@ -16,6 +16,8 @@ import numpy as np
 from pipecat.audio.resamplers.base_audio_resampler import BaseAudioResampler
 from pipecat.frames.frames import TTSAudioRawFrame
 
+from pipecatapp.services.loudness import onset, window_rms
+
 # Piper starts each sentence with 0.04-0.47 s of near-silence; anything under this level
 # (dB relative to full scale, RMS over 10 ms) before the first sound is lead-in.
 LEAD_IN_THRESHOLD_DBFS = -40.0
@@ -65,12 +67,8 @@ def lead_in_samples(
     """
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
     window = max(1, int(sample_rate * _WINDOW_SECS))
-    count = len(samples) // window
-    if count == 0:
-        return len(samples)
-    rms = np.sqrt(np.mean(samples[: count * window].reshape(count, window) ** 2, axis=1))
-    loud = np.flatnonzero(20.0 * np.log10(rms + 1e-12) > threshold_dbfs)
-    return int(loud[0]) * window if loud.size else len(samples)
+    first = onset(window_rms(samples, window), 10.0 ** (threshold_dbfs / 20.0))
+    return first * window if first is not None else len(samples)
 
 
 def trim_lead_in(

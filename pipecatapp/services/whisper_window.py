@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from faster_whisper import WhisperModel
 
+from pipecatapp.services.loudness import onset, window_rms
 from pipecatapp.upstream import decode_on_window
 
 FULL_WINDOW_SECS = 30.0
@@ -92,15 +93,11 @@ def trim_lead(samples: np.ndarray, *, keep_secs: float = LEAD_KEEP_SECS,
     the lead is not quiet (room noise at that level), nothing is cut.
     """
     hop = sample_rate // 100
-    frames = len(samples) // hop
-    if frames == 0:
+    rms = window_rms(samples, hop)
+    first = onset(rms, float(rms.max()) * 10.0 ** (ONSET_DB / 20.0)) if rms.size else None
+    if first is None:  # no sound, or less than 10 ms of audio
         return samples
-    rms = np.sqrt(np.mean(np.square(samples[: frames * hop].reshape(frames, hop)), axis=1))
-    peak = float(rms.max())
-    if peak <= 0.0:
-        return samples
-    onset = int(np.flatnonzero(rms >= peak * 10.0 ** (ONSET_DB / 20.0))[0])
-    return samples[max(0, onset * hop - int(keep_secs * sample_rate)):]
+    return samples[max(0, first * hop - int(keep_secs * sample_rate)):]
 
 
 @dataclass(frozen=True)

@@ -157,9 +157,7 @@ async def test_the_stt_hears_a_clean_question_once_where_whisper_loops(whisper, 
 
     wav = espeak_wav("Tell me everything you know about the ocean.", tmp_path / "ocean.wav",
                      voice="en-gb+f3", rate=140)
-    speech = _samples(wav)
-    loud = np.flatnonzero(np.abs(speech) > 300 / 32768)
-    speech = speech[loud[0]:loud[-1] + 1]
+    speech = _speech(wav)
     cut = np.concatenate([np.zeros(int(0.9 * 16000)), speech, np.zeros(int(0.06 * 16000))])
     samples = cut.astype(np.float32)
     raw = decode_on_window(whisper, samples, frames=int(window_for(len(samples) / 16000, 10)
