@@ -120,6 +120,8 @@ class ProfileResult:
     stages: dict[str, list[float]] = field(default_factory=dict)
     barge: list[float] = field(default_factory=list)
     barge_detected: int = 0
+    false_holds: int = 0  # the bot's voice held for speech that did not follow (vad.hold_output)
+    playing_secs: float = 0.0
     heard_right: int = 0
     questions: int = 0
     no_audio: int = 0
@@ -286,6 +288,9 @@ def analyse(result: ProfileResult, script: Script) -> None:
             playing.append((start, e["t"]))
             start = None
     vad_stops = sorted(e["t"] for e in events if e["event"] == "vad_stop")
+    result.playing_secs = sum(b - a for a, b in playing)
+    result.false_holds = sum(1 for e in events if e["event"] == "output_resume"
+                             and any(a <= e["t"] <= b for a, b in playing))
     stage_names = ("VAD end of speech", "STT (Whisper)", "turn end wait", "LLM first token",
                    "TTS first audio", "to output")
     result.stages = {name: [] for name in stage_names}
@@ -405,6 +410,8 @@ def pooled(results: list[ProfileResult], profile: str) -> ProfileResult:
         out.v2v += r.v2v
         out.barge += r.barge
         out.barge_detected += r.barge_detected
+        out.false_holds += r.false_holds
+        out.playing_secs += r.playing_secs
         out.heard_right += r.heard_right
         out.questions += r.questions
         out.no_audio += r.no_audio
@@ -452,6 +459,11 @@ def tables(run_: VoiceRun) -> list[Table]:
             cells.append(f"{a / b:.2f}x" if a and b else "-")
         summary.add(f"{first} / {last}", "all voices" if several else "", cells[0], cells[1], "",
                     "", "", cells[2], cells[3], "", "", "")
+    holding = {r.profile for r in run_.results
+               if any(e["event"] == "output_hold" for e in r.events)}
+    summary.notes += [f"{r.profile}: the bot's voice held for speech that did not follow "
+                      f"{r.false_holds} times in {r.playing_secs / 60:.1f} min of bot speech"
+                      for r in ok if r.profile in holding]
     summary.notes += [*run_.notes, f"LLM: {run_.llm}",
                                    "voice-to-voice: end of user speech (input file) to the "
                                    "bot's first output sample; barge-in: onset of user "

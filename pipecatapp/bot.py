@@ -42,9 +42,10 @@ from pipecatapp.errors import redact
 from pipecatapp.fault_guard import TurnFaultGuard
 from pipecatapp.halfduplex import HalfDuplexGate
 from pipecatapp.not_understood import NotUnderstoodUserTurnStopStrategy, SayNotUnderstoodFrame
+from pipecatapp.output_hold import HoldDropper, HoldingVAD, OutputHold, hold_output
 from pipecatapp.resilience import ApologyPlayer, CannedSpeechPlayer, TurnFailedFrame
 from pipecatapp.services import factory
-from pipecatapp.services.early_transcript import PauseListener, PauseWatchingVAD
+from pipecatapp.services.early_transcript import PauseListener
 from pipecatapp.services.llm_openai import LocalOpenAILLMService
 from pipecatapp.spoken_text import SpokenTextTap
 from pipecatapp.timeline import AppClock, Timeline, TimelineObserver
@@ -101,19 +102,15 @@ async def build_bot(
     if cfg.turn.warmup:
         await warm_up(llm, cfg.llm.api_key.get_secret_value())
 
-    # Turn taking: Silero VAD (which also tells Whisper of a pause: stt.early_secs); a turn
-    # starts on voice or a transcript (either may interrupt the bot), ends by the chosen stop
-    # strategy, or at once when speech was not understood.
-    vad = PauseWatchingVAD(
-        pause_secs=cfg.stt.early_secs,
-        listener=stt if isinstance(stt, PauseListener) else None,
-        params=VADParams(
-            confidence=cfg.vad.confidence,
-            start_secs=cfg.vad.start_secs,
-            stop_secs=cfg.vad.stop_secs,
-            min_volume=cfg.vad.min_volume,
-        )
-    )
+    # Turn taking: Silero VAD (which also tells Whisper of a pause: stt.early_secs, and holds
+    # the bot's voice on a first window of user speech: vad.hold_output); a turn starts on
+    # voice or a transcript (either may interrupt the bot), ends by the chosen stop strategy,
+    # or at once when speech was not understood.
+    hold = None
+    if cfg.vad.hold_output and cfg.turn.interruptions and not cfg.turn.half_duplex:
+        hold = OutputHold(on_event=timeline.write)
+        hold_output(transport.output(), hold)
+    vad = vad_analyzer(cfg, stt, hold)
     turns = UserTurnStrategies(
         start=[
             VADUserTurnStartStrategy(enable_interruptions=cfg.turn.interruptions),
@@ -147,6 +144,7 @@ async def build_bot(
             tts,
             apology,
             not_understood,
+            *([HoldDropper(hold)] if hold is not None else []),
             transport.output(),
             SpokenTextTap(timeline),  # what the output really played
             aggregators.assistant(),
@@ -173,6 +171,22 @@ async def build_bot(
         clock=clock,
         idle_timeout_secs=None,
         enable_rtvi=rtvi,
+    )
+
+
+def vad_analyzer(cfg: AppConfig, stt: object, hold: OutputHold | None) -> HoldingVAD:
+    """Silero with the ``vad`` settings; it tells ``stt`` of a pause when the STT listens
+    for one, and holds the bot's voice through ``hold`` when there is one."""
+    return HoldingVAD(
+        hold=hold,
+        pause_secs=cfg.stt.early_secs,
+        listener=stt if isinstance(stt, PauseListener) else None,
+        params=VADParams(
+            confidence=cfg.vad.confidence,
+            start_secs=cfg.vad.start_secs,
+            stop_secs=cfg.vad.stop_secs,
+            min_volume=cfg.vad.min_volume,
+        ),
     )
 
 

@@ -65,6 +65,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "vad.stop_secs": 0.2,
         "vad.confidence": 0.7,
         "vad.min_volume": 0.6,
+        "vad.hold_output": False,
         "llm.max_tokens": 150,
         "llm.repeat_penalty": 1.0,
         "llm.embedded_batch_threads": 1,
@@ -206,6 +207,10 @@ class VADConfig(Section):
         "Speech that starts a user turn, seconds (0.064 = two Silero windows: fast barge-in)."))
     stop_secs: float = Field(0.2, ge=0, le=5, description="Silence that ends speech, seconds.")
     min_volume: float = Field(0.2, ge=0, le=1, description="Quietest audio counted as speech.")
+    hold_output: bool = Field(True, description=(
+        "Stop writing the bot's voice on the first window of user speech, before the start is "
+        "confirmed; resume if it is not (barge-in one Silero window sooner, no false "
+        "interruption)."))
 
 
 class TurnConfig(Section):
