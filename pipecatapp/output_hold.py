@@ -39,8 +39,6 @@ class OutputHold:
         self._until = 0.0
         self._dropped = False
         self._on_event = on_event
-        self.holds = 0
-        self.resumes = 0
 
     @property
     def held(self) -> bool:
@@ -49,7 +47,6 @@ class OutputHold:
     def hold(self, secs: float = HOLD_SECS) -> None:
         self._until = time.monotonic() + secs
         self._dropped = False
-        self.holds += 1
         if self._on_event is not None:
             self._on_event("output_hold")
 
@@ -57,7 +54,6 @@ class OutputHold:
         if not self.held:
             return
         self._until = 0.0
-        self.resumes += 1
         if self._on_event is not None:
             self._on_event("output_resume")
 
