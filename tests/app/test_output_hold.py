@@ -9,7 +9,6 @@ stops writing through the transport instance's ``write_audio_frame``.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +20,21 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
-from scipy.signal import resample_poly
 
 from pipecatapp.output_hold import HoldDropper, HoldingVAD, OutputHold, hold_output
 from pipecatapp.timeline import AppClock, Timeline
 from pipecatapp.transports.file import FileOutputTransport
+from tests.app.voice import read_pcm
 
 RATE = 16000
 FRAME = 320  # 20 ms, as the transports deliver it
 OUT_RATE = 24000
 
 
-def _espeak(tmp_path: Path, text: str) -> np.ndarray:
-    wav = tmp_path / "say.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
-    audio, rate = sf.read(wav, dtype="int16")
-    return resample_poly(audio, RATE, rate).astype(np.int16)
+def _speech(espeak_wav, tmp_path: Path, text: str) -> np.ndarray:
+    samples, rate = read_pcm(espeak_wav(text, tmp_path / "say.wav"))
+    assert rate == RATE
+    return samples
 
 
 async def _feed(audio: np.ndarray) -> list[str]:
@@ -51,13 +49,13 @@ async def _feed(audio: np.ndarray) -> list[str]:
     return events
 
 
-def test_speech_holds_the_output_once_and_does_not_release_it(tmp_path):
-    events = asyncio.run(_feed(_espeak(tmp_path, "What is the capital of Spain?")))
+def test_speech_holds_the_output_once_and_does_not_release_it(espeak_wav, tmp_path):
+    events = asyncio.run(_feed(_speech(espeak_wav, tmp_path, "What is the capital of Spain?")))
     assert events == ["output_hold"], events
 
 
-def test_a_blip_of_one_window_holds_the_output_then_releases_it(tmp_path):
-    vowel = _espeak(tmp_path, "Ah")
+def test_a_blip_of_one_window_holds_the_output_then_releases_it(espeak_wav, tmp_path):
+    vowel = _speech(espeak_wav, tmp_path, "Ah")
     peak = int(np.argmax(np.abs(vowel)))
     blip = vowel[peak - 480 : peak + 480]  # 60 ms of the vowel: one window of speech
     assert asyncio.run(_feed(blip)) == ["output_hold", "output_resume"]
