@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import EndFrame, Frame, InterruptionFrame, OutputAudioRawFrame
 from pipecat.pipeline.pipeline import Pipeline
@@ -104,8 +103,7 @@ async def _play(tmp_path: Path, during: list[tuple[float, object]]) -> tuple[np.
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
     await asyncio.wait_for(asyncio.gather(runner.run(), drive()), timeout=30)
-    audio, rate = sf.read(path, dtype="int16")
-    return audio, rate
+    return read_pcm(path)
 
 
 def _voiced(audio: np.ndarray, rate: int) -> tuple[float, float]:
