@@ -151,7 +151,7 @@ class STTConfig(Section):
         "understood ([speech.md](speech.md))."))
     min_avg_logprob: float = Field(-1.0, ge=-10, le=0, description=(
         "Mean token log-probability below which a transcript is unsure (not understood)."))
-    early_secs: float = Field(0.064, ge=0, le=5, description=(
+    early_secs: float = Field(0.02, ge=0, le=5, description=(
         "Whisper: start transcribing after this much of a pause, before `vad.stop_secs` "
         "confirms the end of speech; the result is used only if the user did not go on. "
         "0: off."))
@@ -183,12 +183,12 @@ class TTSConfig(Section):
     first_clause_words: int = Field(4, ge=0, le=50, description=(
         "A reply's first clause of this many words or more, ending in `,` `;` `:`, is "
         "spoken before its sentence is complete; 0 = whole sentences only."))
-    first_piece_max_words: int = Field(6, ge=0, le=50, description=(
+    first_piece_max_words: int = Field(4, ge=0, le=50, description=(
         "With `first_clause_words` set, a reply's first piece also ends before a joining word "
         "(`and`, `which`, `in`, ...) that follows at least `first_clause_words` words, or "
         "after this many words at a word that does not lean on the next (`the`, `is`, ...); "
         "0 = only at `,` `;` `:`."))
-    first_piece_secs: float = Field(0.15, ge=0, le=5, description=(
+    first_piece_secs: float = Field(0.1, ge=0, le=5, description=(
         "Once a reply has been measured, `first_piece_max_words` becomes the words the LLM "
         "writes in this many seconds (median of its last replies); 0 = keep it fixed."))
 

@@ -28,6 +28,32 @@ from pipecatapp.errors import redact
 from pipecatapp.resilience import LLMFailedFrame
 
 
+def join_unanswered(context: LLMContext) -> bool:
+    """Join a user message that got no answer with the user message after it.
+
+    The user's turn ends at a pause once its transcript sounds finished, so a pause inside a
+    question ("Who wrote Romeo? | and Juliet.") can end it; when the user goes on before the
+    bot has said anything, the interrupted reply leaves nothing in the context and the rest
+    arrives as a second user message. Two user messages in a row read to a small model as
+    two questions (SmolLM2 answered "and Juliet." on its own); joined, they are the question
+    that was asked. Only plain-text messages are joined; returns whether any were.
+    """
+    messages = context.get_messages()
+    joined = list(messages)
+    changed = False
+    while len(joined) >= 2 and all(
+        isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)
+        for m in joined[-2:]
+    ):
+        earlier, later = joined[-2], joined[-1]
+        text = f"{str(earlier['content']).strip()} {str(later['content']).strip()}".strip()
+        joined[-2:] = [{**earlier, "content": text}]
+        changed = True
+    if changed:
+        context.set_messages(joined)
+    return changed
+
+
 class FirstTokenTimeout(TimeoutError):
     """The LLM produced no first token in time."""
 
@@ -117,6 +143,8 @@ class LocalOpenAILLMService(OpenAILLMService):
     async def get_chat_completions(self, context: LLMContext) -> AsyncIterator[ChatCompletionChunk]:
         """The completion stream, guarded: a failure or a missing first token ends it early
         (with the apology), never with an exception."""
+        if join_unanswered(context):
+            logger.info("joined the unanswered user message with the next one")
         self._trim(context)
         deadline = asyncio.get_running_loop().time() + self._first_token_timeout
         try:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from pipecat.audio.vad.vad_analyzer import VADParams
 
+from pipecatapp.config import AppConfig
 from pipecatapp.services.early_transcript import (
     EarlyTranscript,
     PauseListener,
@@ -100,10 +101,14 @@ async def test_silero_pauses_are_told_before_the_stop_and_a_resumption_after(tmp
     speech = speech[loud[0]:loud[-1] + 1]  # without espeak's own silence at either end
     gap = np.zeros(int(0.12 * RATE), dtype=np.int16)  # a pause shorter than the VAD's stop
     tail = np.zeros(RATE, dtype=np.int16)
-    heard, stops = await watch(np.concatenate([tail, speech, tail]), 0.064)
+    pause_secs = AppConfig().stt.early_secs  # the tuned profile's
+    heard, stops = await watch(np.concatenate([tail, speech, tail]), pause_secs)
     pauses = [t for kind, t in heard if kind == "paused"]
-    assert stops and pauses and pauses[-1] < stops[-1] - 0.08, (heard, stops)
-    heard, stops = await watch(np.concatenate([tail, speech, gap, speech, tail]), 0.064)
+    speech_end = (tail.size + speech.size) / RATE
+    # Told on Silero's first quiet window, a good 0.1 s before the VAD's stop.
+    assert stops and pauses and pauses[-1] < stops[-1] - 0.1, (heard, stops)
+    assert pauses[-1] - speech_end < 0.15, (heard, stops, speech_end)
+    heard, stops = await watch(np.concatenate([tail, speech, gap, speech, tail]), pause_secs)
     assert ("resumed" in [kind for kind, _ in heard]) and len(stops) == 1, (heard, stops)
     heard, _ = await watch(np.concatenate([tail, speech, tail]), 0.3)  # past the stop
     assert heard == []
@@ -132,7 +137,7 @@ def test_tuned_transcribes_in_the_pause_and_stock_only_at_the_stop() -> None:
     from pipecatapp.config import load_config
     from pipecatapp.services.stt_whisper import WhisperSTT
 
-    assert load_config(environ={}, overrides={}).stt.early_secs == 0.064
+    assert load_config(environ={}, overrides={}).stt.early_secs == 0.02
     assert load_config(environ={}, overrides={"profile": "stock"}).stt.early_secs == 0
     # The bot tells only an STT that listens; stock's is pipecat's own, which does not.
     assert issubclass(WhisperSTT, PauseListener)

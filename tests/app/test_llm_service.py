@@ -33,7 +33,7 @@ from pipecatapp.embedded import models
 from pipecatapp.embedded.server import LlamaServer, free_port
 from pipecatapp.resilience import ApologyPlayer, LLMFailedFrame
 from pipecatapp.services import factory
-from pipecatapp.services.llm_openai import LocalOpenAILLMService
+from pipecatapp.services.llm_openai import LocalOpenAILLMService, join_unanswered
 
 
 def _ctx(text: str) -> LLMContextFrame:
@@ -171,6 +171,37 @@ def test_history_is_cut_in_blocks_so_the_prompt_prefix_stays_stable():
     assert changes <= 3, firsts
     assert firsts[:4] == ["question 0"] * 4, firsts
     assert len(context.get_messages()) <= 8 + 1
+
+
+def test_an_unanswered_user_message_is_joined_with_the_next():
+    # Pure bookkeeping on pipecat's own context: a turn cut at a pause inside the question,
+    # whose reply the user's going on interrupted before it said anything.
+    answered = [{"role": "user", "content": "What is two plus two?"},
+                {"role": "assistant", "content": "Four."}]
+    context = LLMContext(messages=[*answered,
+                                   {"role": "user", "content": "Who wrote Romeo? "},
+                                   {"role": "user", "content": "and Juliet."}])
+    assert join_unanswered(context)
+    assert context.get_messages() == [*answered,
+                                      {"role": "user", "content": "Who wrote Romeo? and Juliet."}]
+    assert not join_unanswered(context)  # an answered exchange stays as it is
+    assert context.get_messages()[:2] == answered
+    parts = [{"type": "text", "text": "What is this?"}]
+    context = LLMContext(messages=[{"role": "user", "content": parts},
+                                   {"role": "user", "content": "and this?"}])
+    assert not join_unanswered(context)  # only plain text is joined
+    assert len(context.get_messages()) == 2
+
+
+@pytest.mark.slow
+async def test_the_llm_is_asked_the_joined_question(smollm2_server):
+    llm = _llm(smollm2_server.base_url, max_tokens=12)
+    context = LLMContext(messages=[{"role": "user", "content": "How many legs does a"},
+                                   {"role": "user", "content": "spider have?"}])
+    down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(context)])
+    assert context.get_messages() == [
+        {"role": "user", "content": "How many legs does a spider have?"}]
+    assert _texts(down)
 
 
 @pytest.mark.slow

@@ -178,7 +178,7 @@ def test_the_app_adds_it_in_the_tuned_profile_only():
     processor = factory.build_first_clause(tuned, factory.build_tts(tuned))
     assert processor is not None
     assert (tuned.tts.first_clause_words, tuned.tts.first_piece_max_words,
-            tuned.tts.first_piece_secs) == (4, 6, 0.15)
+            tuned.tts.first_piece_secs) == (4, 4, 0.1)
     stock = AppConfig(profile="stock")
     assert (stock.tts.first_clause_words, stock.tts.first_piece_max_words,
             stock.tts.first_piece_secs) == (0, 0, 0)
