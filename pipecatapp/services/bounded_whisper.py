@@ -112,9 +112,11 @@ def transcribe_bounded(
     min_avg_logprob: float = MIN_AVG_LOGPROB,
     temperatures: Sequence[float] = TEMPERATURES,
     clock: Callable[[], float] = time.perf_counter,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> Decoded:
     """Decode ``samples`` (float32 mono 16 kHz), retrying while unreliable and while the next
-    retry fits in ``max_secs``; returns the first confident decode, else the best one."""
+    retry fits in ``max_secs``; returns the first confident decode, else the best one. Once
+    ``stopped()`` is true no further retry starts (the result is cut)."""
     started = clock()
     attempts = 0
     best: Decoded | None = None
@@ -148,7 +150,7 @@ def transcribe_bounded(
     for temperature in temperatures:
         if attempts:
             estimate = full_cost if full_cost is not None else last_cost
-            if clock() - started + estimate > max_secs:
+            if stopped() or clock() - started + estimate > max_secs:
                 assert best is not None
                 return done(best, True)
         t0 = clock()
@@ -210,6 +212,7 @@ def transcribe_readings(
     *,
     max_secs: float,
     clock: Callable[[], float] = time.perf_counter,
+    stopped: Callable[[], bool] = lambda: False,
     **options: Any,
 ) -> Decoded:
     """Decode each reading of one utterance (services/conditioning.py, ``readings``) within
@@ -223,10 +226,10 @@ def transcribe_readings(
     min_avg_logprob = options.get("min_avg_logprob", MIN_AVG_LOGPROB)
     for i, samples in enumerate(readings):
         left = max_secs - (clock() - started)
-        if i and left < first_cost:
+        if i and (left < first_cost or stopped()):
             break
         decoded = transcribe_bounded(model, samples, max_secs=max(0.0, left), clock=clock,
-                                     **options)
+                                     stopped=stopped, **options)
         attempts += decoded.attempts
         if i == 0:
             first_cost = decoded.secs

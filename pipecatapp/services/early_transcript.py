@@ -8,7 +8,8 @@ public ``analyze_audio`` watched) tells a listener when the user has been silent
 of the segment's audio, starts one transcription at the pause, and hands its result to the
 STT at the VAD stop only if nobody spoke since and the segment pipecat hands over begins with
 exactly the audio that was transcribed. Otherwise the transcription is discarded (after it
-finishes, so that two never compete for the cores) and the segment is transcribed as usual.
+finishes, so that two never compete for the cores; it starts no further retry once it is
+thrown away) and the segment is transcribed as usual.
 
 The turn still ends where it did (after the VAD stop, by the turn stop strategy); only the
 transcript is ready sooner. The cost is a transcription for every pause the user goes on
@@ -18,6 +19,7 @@ after; ``used`` and ``discarded`` count both outcomes, and each is logged.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -87,6 +89,8 @@ class EarlyTranscript(Generic[T]):
         self._snapshot = b""
         self._task: asyncio.Task[T] | None = None
         self._valid = False
+        self.stop = threading.Event()
+        """Set when the running transcription is thrown away: it starts no further retry."""
 
     def add_audio(self, pcm: bytes) -> None:
         self.audio += pcm
@@ -106,6 +110,7 @@ class EarlyTranscript(Generic[T]):
         if not self.speaking or (self._task is not None and not self._task.done()):
             return False
         self._snapshot = bytes(self.audio)
+        self.stop = threading.Event()  # before the transcription reads it
         self._task = create_task(transcribe(self._snapshot))
         self._valid = True
         return True
@@ -116,6 +121,7 @@ class EarlyTranscript(Generic[T]):
             self._discard("the user went on")
 
     def _discard(self, why: str) -> None:
+        self.stop.set()
         self.discarded += 1
         logger.info(f"early transcript discarded, {why} "
                     f"({self.used} used, {self.discarded} discarded)")
@@ -132,7 +138,9 @@ class EarlyTranscript(Generic[T]):
             return await task
         if valid:
             self._discard("the segment is not the audio it transcribed")
-        await asyncio.wait([task])  # let it finish, so that two never share the cores
+        # Let it finish, so that two never share the cores; it starts no further retry.
+        self.stop.set()
+        await asyncio.wait([task])
         if not task.cancelled() and task.exception() is not None:
             logger.debug(f"the discarded early transcription failed: {task.exception()!r}")
         return None

@@ -36,7 +36,9 @@ def join_unanswered(context: LLMContext) -> bool:
     bot has said anything, the interrupted reply leaves nothing in the context and the rest
     arrives as a second user message. Two user messages in a row read to a small model as
     two questions (SmolLM2 answered "and Juliet." on its own); joined, they are the question
-    that was asked. Only plain-text messages are joined; returns whether any were.
+    that was asked. Only plain-text messages are joined; returns whether any were. The
+    service calls it only after a reply that an interruption cut before its first token (a
+    failed turn was answered by the apology, and its question is not asked again).
     """
     messages = context.get_messages()
     joined = list(messages)
@@ -79,6 +81,10 @@ class LocalOpenAILLMService(OpenAILLMService):
     ) -> None:
         self._secret = api_key
         self._max_history = max_history
+        # Whether the last request ended in an answer: text, an empty reply or a failure
+        # (the apology). Only a reply cut by an interruption before its first token leaves
+        # its user message unanswered, to be joined with the next one.
+        self._answered = True
         self._first_token_timeout = first_token_timeout
         super().__init__(
             base_url=base_url,
@@ -143,7 +149,8 @@ class LocalOpenAILLMService(OpenAILLMService):
     async def get_chat_completions(self, context: LLMContext) -> AsyncIterator[ChatCompletionChunk]:
         """The completion stream, guarded: a failure or a missing first token ends it early
         (with the apology), never with an exception."""
-        if join_unanswered(context):
+        unanswered, self._answered = not self._answered, False
+        if unanswered and join_unanswered(context):
             logger.info("joined the unanswered user message with the next one")
         self._trim(context)
         deadline = asyncio.get_running_loop().time() + self._first_token_timeout
@@ -176,8 +183,10 @@ class LocalOpenAILLMService(OpenAILLMService):
                     break
                 if waiting and _has_text(chunk):
                     waiting = False
+                    self._answered = True
                 yield chunk
             if waiting:
+                self._answered = True
                 logger.warning(f"{self}: the LLM returned an empty answer")
         except asyncio.CancelledError:
             raise
@@ -194,6 +203,7 @@ class LocalOpenAILLMService(OpenAILLMService):
         return f"{type(e).__name__}: {e}"
 
     async def _failed(self, reason: str) -> None:
+        self._answered = True  # by the apology
         reason = redact(reason, self._secret)
         logger.error(f"{self}: LLM request failed ({reason}); speaking the apology")
         await self.stop_ttfb_metrics()

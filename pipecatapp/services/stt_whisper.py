@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -325,11 +325,15 @@ class WhisperSTT(SegmentedSTTService):
         """:meth:`transcribe_pcm` of the audio up to the pause, with the silence pipecat
         will append to the segment, so that Whisper hears what it would at the VAD stop."""
         silence = bytes(2 * int(self.sample_rate * self.trailing_silence_secs))
-        return await self.transcribe_pcm(audio + silence)
+        stop = self.early_transcript.stop if self.early_transcript is not None else None
+        return await self.transcribe_pcm(audio + silence,
+                                         stopped=stop.is_set if stop is not None else None)
 
-    async def transcribe_pcm(self, audio: bytes) -> str | SpeechNotUnderstoodFrame:
+    async def transcribe_pcm(
+        self, audio: bytes, stopped: Callable[[], bool] | None = None
+    ) -> str | SpeechNotUnderstoodFrame:
         """The text of 16-bit mono PCM, or (with ``max_secs``) the verdict when it was not
-        understood."""
+        understood; once ``stopped()`` is true, no further retry starts."""
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
         settings = self.whisper_settings
         no_speech = settings.no_speech_prob
@@ -341,7 +345,7 @@ class WhisperSTT(SegmentedSTTService):
             "initial_prompt": settings.initial_prompt or None,
         }
         if self.max_secs is not None:
-            return await self.judged(samples, options)
+            return await self.judged(samples, options, stopped)
         heard = await asyncio.to_thread(
             transcribe_utterance,
             self.whisper,
@@ -352,7 +356,8 @@ class WhisperSTT(SegmentedSTTService):
         return heard.text
 
     async def judged(
-        self, samples: np.ndarray, options: dict[str, Any]
+        self, samples: np.ndarray, options: dict[str, Any],
+        stopped: Callable[[], bool] | None = None,
     ) -> str | SpeechNotUnderstoodFrame:
         """Condition the utterance (telephone band; clipped speech has two readings) and
         decode it within ``max_secs``: the text if understood, else the verdict as a frame
@@ -365,6 +370,7 @@ class WhisperSTT(SegmentedSTTService):
                 readings(samples),
                 max_secs=self.max_secs,
                 min_avg_logprob=self.min_avg_logprob,
+                stopped=stopped or (lambda: False),
                 **options,
             )
         except Exception as e:  # the engine failed on this utterance: the turn apologizes

@@ -193,9 +193,22 @@ def test_an_unanswered_user_message_is_joined_with_the_next():
     assert len(context.get_messages()) == 2
 
 
+async def test_a_failed_turns_question_is_not_joined_with_the_next():
+    # The first request fails (nothing listens on port 9): the apology answered it, so the
+    # next question is asked on its own, not joined with the failed one.
+    llm = _llm("http://127.0.0.1:9/v1")
+    first = LLMContext(messages=[{"role": "user", "content": "Tell me a long story."}])
+    await run_test(llm, frames_to_send=[LLMContextFrame(first)])
+    context = LLMContext(messages=[{"role": "user", "content": "Tell me a long story."},
+                                   {"role": "user", "content": "What is the capital of France?"}])
+    await run_test(llm, frames_to_send=[LLMContextFrame(context)])
+    assert len(context.get_messages()) == 2
+
+
 @pytest.mark.slow
 async def test_the_llm_is_asked_the_joined_question(smollm2_server):
     llm = _llm(smollm2_server.base_url, max_tokens=12)
+    llm._answered = False  # as after a reply an interruption cut before its first token
     context = LLMContext(messages=[{"role": "user", "content": "How many legs does a"},
                                    {"role": "user", "content": "spider have?"}])
     down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(context)])

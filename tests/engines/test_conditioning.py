@@ -107,3 +107,15 @@ def test_only_clipped_audio_gets_a_declipped_reading(question, tmp_path):
     # The plateaus are gone: far fewer samples sit at the new peak.
     assert np.mean(np.abs(redrawn) >= 0.99 * np.max(np.abs(redrawn))) < 0.2 * np.mean(
         np.abs(clipped) >= 0.99 * np.max(np.abs(clipped)))
+
+
+def test_a_stopped_decode_starts_no_retry(whisper, question, tmp_path):
+    # Reversed speech: the first pass is unsure, so retries would follow within the bound.
+    # An early transcription the user went on after is stopped: none of them starts.
+    samples = _odd(question, tmp_path / "reversed.wav", "reverse")
+    bounded = transcribe_readings(whisper, readings(samples), max_secs=5.0, window_secs=8.0,
+                                  beam_size=1, language="en")
+    stopped = transcribe_readings(whisper, readings(samples), max_secs=5.0, window_secs=8.0,
+                                  beam_size=1, language="en", stopped=lambda: True)
+    assert bounded.attempts >= 2, bounded
+    assert stopped.attempts == 1 and stopped.cut, stopped
