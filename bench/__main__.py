@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", default="stock,tuned",
                         help="voice suite: app profiles to run side by side (default stock,tuned); "
                         "PROFILE@REV runs the app of git revision REV in that profile, e.g. "
-                        "tuned@v0.1,tuned compares a release with this checkout")
+                        "tuned@v0.1,tuned compares a release with this checkout; "
+                        "PROFILE+NAME=VALUE adds a setting to that profile alone, e.g. "
+                        "tuned,tuned+turn.speculate=true")
     parser.add_argument("--set", dest="app_settings", action="append", default=[],
                         metavar="NAME=VALUE",
                         help="voice suite: an app setting for every profile, e.g. "

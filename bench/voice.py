@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -125,6 +126,12 @@ class ProfileResult:
     heard_right: int = 0
     questions: int = 0
     no_audio: int = 0
+    app_cpu: float = 0.0  # CPU seconds of the app process over the session
+    llm_cpu: float = 0.0  # CPU seconds of the llama-server over the session
+    early_used: int = 0  # transcriptions of a pause used at the VAD stop (app.log)
+    early_discarded: int = 0  # ... thrown away (the user went on)
+    kept: int = 0  # speculative answers spoken (turn.speculate; app.log)
+    withdrawn: int = 0  # ... withdrawn before they were spoken
 
 
 @dataclass
@@ -193,11 +200,37 @@ def build_script(work: Path, turns: int, interruptions: int, *, answer_gap: floa
 
 def split_profile(profile: str) -> tuple[str, str]:
     """``tuned@REV`` -> (``tuned``, ``REV``): the app of git revision REV in that profile;
-    a plain profile name runs this checkout's app (REV empty)."""
-    name, _, rev = profile.partition("@")
+    a plain profile name runs this checkout's app (REV empty). Settings after ``+`` are
+    :func:`profile_settings`."""
+    name, _, rev = profile.split("+", 1)[0].partition("@")
     if name not in PROFILES:
         raise ConfigError("--profiles", f"unknown profile {name!r}; one of {PROFILES}")
+    profile_settings(profile)
     return name, rev
+
+
+def profile_settings(profile: str) -> list[str]:
+    """``tuned+turn.speculate=true+stt.early_secs=0.05`` -> the app settings (``--set``) of
+    that profile alone, e.g. the same profile with and without a feature in one run."""
+    settings = profile.split("+")[1:]
+    for setting in settings:
+        if "=" not in setting:
+            raise ConfigError("--profiles", f"{setting!r} in {profile!r} is not KEY=VALUE")
+    return settings
+
+
+def _cpu_secs(pid: int | None) -> float:
+    """User + system CPU seconds of a running process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _children_cpu_secs() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def app_tree(rev: str, work: Path) -> Path:
@@ -238,18 +271,21 @@ def batch_threads_of(profile: str, work: Path, settings: list[str]) -> int | Non
     if rev:
         cwd = app_tree(rev, work)
         env["PYTHONPATH"] = str(cwd)
-    answer = subprocess.run([sys.executable, "-c", _BATCH_THREADS, name, *settings],
+    answer = subprocess.run([sys.executable, "-c", _BATCH_THREADS, name, *settings,
+                             *profile_settings(profile)],
                             capture_output=True, text=True, check=True, env=env, cwd=cwd)
     value = answer.stdout.strip()
     return int(value) if value else None
 
 
 def run_app(profile: str, script: Script, llm_url: str, work: Path,
-            extra: list[str]) -> ProfileResult:
+            extra: list[str], llm_pid: int | None = None) -> ProfileResult:
     """One file-transport session of the app, as a user would run it (``tuned@REV``: the
-    app of git revision REV, for a before/after comparison in one run)."""
+    app of git revision REV, for a before/after comparison in one run); the CPU time of the
+    app and of the LLM server (``llm_pid``) over the session is recorded."""
     name, rev = split_profile(profile)
-    out = work / profile.replace("@", "-at-")
+    extra = [*extra, *(arg for kv in profile_settings(profile) for arg in ("--set", kv))]
+    out = work / re.sub(r"[^\w.-]+", "-", profile.replace("@", "-at-"))
     out.mkdir(parents=True, exist_ok=True)
     timeline = out / "timeline.jsonl"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -261,10 +297,14 @@ def run_app(profile: str, script: Script, llm_url: str, work: Path,
            "--input", str(script.wav), "--output", str(out / "bot.wav"),
            "--timeline", str(timeline), "--llm-url", llm_url, "--log-level", "INFO", *extra]
     started = time.monotonic()
+    cpu0, llm0 = _children_cpu_secs(), _cpu_secs(llm_pid)
     with open(out / "app.log", "wb") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False,
                               timeout=script.seconds + 300, env=env, cwd=cwd)
     result = ProfileResult(profile, wall=time.monotonic() - started, exit_code=proc.returncode)
+    result.app_cpu = _children_cpu_secs() - cpu0
+    result.llm_cpu = _cpu_secs(llm_pid) - llm0
+    count_outcomes(result, (out / "app.log").read_text(errors="replace"))
     if proc.returncode != 0 or not timeline.is_file():
         tail = (out / "app.log").read_text(errors="replace").splitlines()[-15:]
         result.error = f"exit {proc.returncode}: " + " | ".join(tail)
@@ -273,6 +313,16 @@ def run_app(profile: str, script: Script, llm_url: str, work: Path,
     result.turns = [e for e in result.events if e["event"] == "turn"]
     analyse(result, script)
     return result
+
+
+def count_outcomes(result: ProfileResult, log: str) -> None:
+    """Early transcripts used and discarded, speculative answers kept and withdrawn, from
+    the lines the app logs for each (pipecatapp/services/early_transcript.py,
+    pipecatapp/speculation.py)."""
+    result.early_used = len(re.findall(r"early transcript used", log))
+    result.early_discarded = len(re.findall(r"early transcript discarded", log))
+    result.kept = len(re.findall(r"speculative answer kept", log))
+    result.withdrawn = len(re.findall(r"speculative answer withdrawn", log))
 
 
 def analyse(result: ProfileResult, script: Script) -> None:
@@ -389,8 +439,9 @@ def run(model: Path, *, smoke: bool, turns: int, work: Path,
             for profile in profiles:
                 progress(f"voice {voice.name}: profile {profile} ({script.seconds:.0f} s of "
                          "speech, real time)")
-                result = run_app(profile, script, servers[batch[profile]].base_url,
-                                 work / voice.name, extra)
+                server = servers[batch[profile]]
+                result = run_app(profile, script, server.base_url, work / voice.name, extra,
+                                 llm_pid=server.pid)
                 result.voice = voice.name
                 results.append(result)
                 if result.error:
@@ -415,6 +466,12 @@ def pooled(results: list[ProfileResult], profile: str) -> ProfileResult:
         out.heard_right += r.heard_right
         out.questions += r.questions
         out.no_audio += r.no_audio
+        out.app_cpu += r.app_cpu
+        out.llm_cpu += r.llm_cpu
+        out.early_used += r.early_used
+        out.early_discarded += r.early_discarded
+        out.kept += r.kept
+        out.withdrawn += r.withdrawn
         out.turns += r.turns
         for name, values in r.stages.items():
             out.stages[name] += values
@@ -480,7 +537,20 @@ def tables(run_: VoiceRun) -> list[Table]:
     stages.notes.append("VAD end of speech: speech end -> VAD stop; STT: VAD stop -> final "
                         "transcript; turn end wait: transcript -> user turn end (smart-turn "
                         "or speech timeout); then LLM first token, first TTS audio, output")
-    tables_ = [summary, stages]
+    cost = Table("Voice: work per session (all voices; CPU seconds over the whole "
+                 "conversation)",
+                 ["profile", "early transcripts used", "discarded", "speculative answers",
+                  "withdrawn", "cancel rate", "app CPU s", "LLM server CPU s", "total CPU s",
+                  "session s"])
+    for r in ok:
+        spec = r.kept + r.withdrawn
+        cost.add(r.profile, r.early_used, r.early_discarded, spec, r.withdrawn,
+                 f"{r.withdrawn / spec:.0%}" if spec else "-", fmt(r.app_cpu, 1),
+                 fmt(r.llm_cpu, 1), fmt(r.app_cpu + r.llm_cpu, 1), fmt(r.wall, 0))
+    cost.notes.append("the same script for every profile, so CPU seconds compare directly; "
+                      "a speculative answer is the LLM started on the pause's transcript "
+                      "(turn.speculate), withdrawn when the turn did not end with those words")
+    tables_ = [summary, stages, cost]
     if several:
         per_voice = Table("Voice: stages per voice (median seconds per answered question)",
                           ["profile", "voice", *(ok[0].stages if ok else []),

@@ -200,6 +200,7 @@ def stop_strategies(cfg: AppConfig) -> list[BaseUserTurnStopStrategy]:
         return sentence_end_stop_strategies(
             user_speech_timeout=cfg.turn.speech_timeout,
             min_words=cfg.turn.sentence_min_words,
+            speculate=cfg.turn.speculate,
         )
     return [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=cfg.turn.speech_timeout)]
 

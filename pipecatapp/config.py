@@ -60,6 +60,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "stt.window_secs": 30.0,
         "stt.early_secs": 0.0,
         "turn.stop_strategy": "smart_turn",
+        "turn.speculate": False,
         "turn.warmup": False,
         "vad.start_secs": 0.2,
         "vad.stop_secs": 0.2,
@@ -223,6 +224,11 @@ class TurnConfig(Section):
         "Seconds of silence after the VAD's stop before the turn ends."))
     sentence_min_words: int = Field(3, ge=1, le=50, description=(
         "Words a finished sentence needs to end the turn at once (\"Stop!\" alone waits)."))
+    speculate: bool = Field(False, description=(
+        "Start the LLM on the pause's transcript (`stt.early_secs`) when it is ready before "
+        "the VAD stop and is a finished sentence; the answer is held, and spoken only if "
+        "the turn then ends with the same words ([decision 19](decisions.md)). Needs "
+        "`turn.stop_strategy` sentence_end and the whisper engine with `stt.early_secs`."))
     interruptions: bool = Field(True, description="User speech interrupts the bot.")
     half_duplex: bool = Field(False, description=(
         "Mute user input while the bot speaks (open speakers, no echo cancellation)."))
@@ -302,6 +308,18 @@ class AppConfig(BaseSettings):
         if isinstance(data, Mapping):
             return _merge(_nest(PROFILE_DEFAULTS.get(data.get("profile", "tuned"), {})), data)
         return data
+
+    @model_validator(mode="after")
+    def _speculation(self) -> AppConfig:
+        if self.turn.speculate:
+            needs = [what for what, ok in (
+                ("turn.stop_strategy sentence_end", self.turn.stop_strategy == "sentence_end"),
+                ("stt.engine whisper", self.stt.engine == "whisper"),
+                ("stt.early_secs above 0", self.stt.early_secs > 0)) if not ok]
+            if needs:
+                raise ConfigError("turn.speculate", "starts the LLM on the pause's transcript, "
+                                  f"so it needs {' and '.join(needs)}")
+        return self
 
     @model_validator(mode="after")
     def _file_transport(self) -> AppConfig:

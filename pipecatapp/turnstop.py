@@ -117,15 +117,22 @@ class SentenceEndUserTurnStopStrategy(BaseUserTurnStopStrategy):
 
 
 def sentence_end_stop_strategies(
-    *, user_speech_timeout: float, min_words: int = 3
+    *, user_speech_timeout: float, min_words: int = 3, speculate: bool = False
 ) -> list[BaseUserTurnStopStrategy]:
     """pipecat's speech timeout, short-circuited by a transcript that is a finished sentence.
 
     Args:
         user_speech_timeout: the wait after the VAD stop for anything else.
         min_words: words a finished sentence needs to end the turn at once.
+        speculate: also start the LLM on an eager transcript that is a finished sentence
+            (see pipecatapp.speculation).
     """
+    sentence_end = SentenceEndUserTurnStopStrategy(min_words=min_words)
+    if speculate:
+        from pipecatapp.speculation import SpeculatingSentenceEndStrategy
+
+        sentence_end = SpeculatingSentenceEndStrategy(min_words=min_words)
     return [
         SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=user_speech_timeout),
-        SentenceEndUserTurnStopStrategy(min_words=min_words),
+        sentence_end,
     ]

@@ -115,6 +115,11 @@ class EarlyTranscript(Generic[T]):
         self._valid = True
         return True
 
+    def standing(self, stop: threading.Event) -> bool:
+        """Whether the transcription ``stop`` belongs to still stands for the speech: nobody
+        spoke since it started and the VAD has not stopped yet (at the stop it is taken)."""
+        return self._valid and self.speaking and self.stop is stop and not stop.is_set()
+
     def resumed(self) -> None:
         if self._task is not None and self._valid:
             self._valid = False

@@ -53,6 +53,7 @@ def build_stt(cfg: AppConfig) -> STTService:
             max_secs=s.max_secs,
             min_avg_logprob=s.min_avg_logprob,
             early=s.early_secs > 0,
+            eager=cfg.turn.speculate,
         )
     if s.engine == "realtimestt":
         from pipecatapp.embedded import models

@@ -13,6 +13,7 @@ construction so the first user turn does not pay for the first inference.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
@@ -22,6 +23,8 @@ import numpy as np
 from faster_whisper import WhisperModel
 from loguru import logger
 from pipecat.frames.frames import (
+    EagerEndOfTurnCancelFrame,
+    EagerTranscriptionFrame,
     Frame,
     InputAudioRawFrame,
     TranscriptionFrame,
@@ -164,6 +167,7 @@ class WhisperSTT(SegmentedSTTService):
         max_secs: float | None = None,
         min_avg_logprob: float = MIN_AVG_LOGPROB,
         early: bool = False,
+        eager: bool = False,
         trailing_silence_secs: float = 0.5,
         **kwargs: Any,
     ) -> None:
@@ -184,6 +188,9 @@ class WhisperSTT(SegmentedSTTService):
             min_avg_logprob: below this mean token log-probability a transcript is unsure.
             early: transcribe at the user's pause when a PauseWatchingVAD says so (see
                 services/early_transcript), so the transcript is ready at the VAD stop.
+            eager: with ``early``, offer a transcript that is ready before the VAD stop as
+                an EagerTranscriptionFrame (a speculative turn end, see pipecatapp.speculation)
+                and withdraw it with an EagerEndOfTurnCancelFrame if the user goes on.
             trailing_silence_secs: silence pipecat appends to each segment (its default); an
                 early transcription appends the same, or Whisper hears another utterance
                 (a segment cut 40-130 ms after the speech made Whisper repeat a sentence in
@@ -219,6 +226,9 @@ class WhisperSTT(SegmentedSTTService):
         self.early = early
         """Transcribe at the user's pause (``user_paused``), before the VAD stop."""
         self.early_transcript: EarlyTranscript[str | SpeechNotUnderstoodFrame] | None = None
+        self.eager = eager
+        """Offer the pause's transcript before the VAD stop (``early`` only)."""
+        self._offered: threading.Event | None = None  # the offered transcription's stop flag
         started = time.perf_counter()
         self.whisper = load_whisper_model(
             model, cpu_threads=cpu_threads, compute_type=compute_type
@@ -271,8 +281,10 @@ class WhisperSTT(SegmentedSTTService):
         if self.early_transcript is not None:
             if isinstance(frame, VADUserStartedSpeakingFrame):
                 self.early_transcript.speech_started()
+                self._offered = None
             elif isinstance(frame, VADUserStoppedSpeakingFrame):
                 self.early_transcript.speech_stopped()
+                self._offered = None
 
     async def process_audio_frame(self, frame: InputAudioRawFrame,
                                   direction: FrameDirection) -> None:
@@ -291,7 +303,12 @@ class WhisperSTT(SegmentedSTTService):
     def user_resumed(self) -> None:
         """The user spoke again after the pause: that transcription is void (PauseListener)."""
         if self.early_transcript is not None:
+            offered = self._offered is not None and self._offered is self.early_transcript.stop
             self.early_transcript.resumed()
+            if offered:  # the turn end it predicted is withdrawn
+                self._offered = None
+                self.create_task(self.push_frame(EagerEndOfTurnCancelFrame()),
+                                 f"{self}::withdraw_eager")
 
     @traced_stt
     async def handle_transcription(
@@ -323,11 +340,19 @@ class WhisperSTT(SegmentedSTTService):
 
     async def transcribe_paused(self, audio: bytes) -> str | SpeechNotUnderstoodFrame:
         """:meth:`transcribe_pcm` of the audio up to the pause, with the silence pipecat
-        will append to the segment, so that Whisper hears what it would at the VAD stop."""
+        will append to the segment, so that Whisper hears what it would at the VAD stop.
+        With ``eager``, a transcript ready while the VAD still waits is offered at once."""
         silence = bytes(2 * int(self.sample_rate * self.trailing_silence_secs))
-        stop = self.early_transcript.stop if self.early_transcript is not None else None
-        return await self.transcribe_pcm(audio + silence,
-                                         stopped=stop.is_set if stop is not None else None)
+        early = self.early_transcript
+        stop = early.stop if early is not None else None
+        outcome = await self.transcribe_pcm(audio + silence,
+                                            stopped=stop.is_set if stop is not None else None)
+        if self.eager and early is not None and stop is not None and isinstance(outcome, str) \
+                and outcome.strip() and early.standing(stop):
+            self._offered = stop
+            await self.push_frame(EagerTranscriptionFrame(
+                outcome, self.user_id, time_now_iso8601(), self.whisper_settings.language))
+        return outcome
 
     async def transcribe_pcm(
         self, audio: bytes, stopped: Callable[[], bool] | None = None
