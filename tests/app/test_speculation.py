@@ -161,6 +161,26 @@ async def test_only_a_finished_sentence_is_answered_early_and_an_unresolved_one_
     assert seen.of(EagerEndOfTurnCancelFrame)
 
 
+async def test_a_turn_of_two_segments_is_matched_word_for_word():
+    """ "Wait" (a segment of its own, which does not end the turn) and then "What is ...?":
+    the answer started on the second segment's eager transcript answered "Wait What is
+    ...?", which is what the turn committed."""
+    stop, strategy = _strategies()
+    seen = _Seen()
+    frames = [VADUserStartedSpeakingFrame(), SleepFrame(0.2),
+              VADUserStoppedSpeakingFrame(stop_secs=0.2), SleepFrame(0.05),
+              TranscriptionFrame("Wait", "user", "now", finalized=True), SleepFrame(0.3),
+              VADUserStartedSpeakingFrame(), SleepFrame(0.2),
+              EagerTranscriptionFrame(QUESTION, "user", "now"), SleepFrame(0.2),
+              VADUserStoppedSpeakingFrame(stop_secs=0.2), SleepFrame(0.05),
+              TranscriptionFrame(QUESTION, "user", "now", finalized=True), SleepFrame(0.3)]
+    await run_test(Pipeline([user_aggregator(0.2, stop=stop), seen]), frames_to_send=frames)
+    (speculative,) = [f for f in seen.of(LLMContextFrame) if f.speculation]
+    assert _user_messages(speculative)[-1] == f"Wait {QUESTION}"
+    assert (strategy.started, strategy.kept, strategy.withdrawn) == (1, 1, 0)
+    assert not [f for f in seen.of(LLMContextFrame) if not f.speculation]  # not asked twice
+
+
 @pytest.mark.parametrize(("overrides", "needs"), [
     ({"turn.stop_strategy": "speech_timeout"}, "turn.stop_strategy sentence_end"),
     ({"stt.early_secs": "0"}, "stt.early_secs above 0"),
