@@ -311,7 +311,8 @@ class AppConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _speculation(self) -> AppConfig:
-        if self.turn.speculate:
+        # Asked for explicitly; a profile's default is simply idle without an early transcript.
+        if self.turn.speculate and "speculate" in self.turn.model_fields_set:
             needs = [what for what, ok in (
                 ("turn.stop_strategy sentence_end", self.turn.stop_strategy == "sentence_end"),
                 ("stt.engine whisper", self.stt.engine == "whisper"),

@@ -12,8 +12,10 @@ finishes, so that two never compete for the cores; it starts no further retry on
 thrown away) and the segment is transcribed as usual.
 
 The turn still ends where it did (after the VAD stop, by the turn stop strategy); only the
-transcript is ready sooner. The cost is a transcription for every pause the user goes on
-after; ``used`` and ``discarded`` count both outcomes, and each is logged.
+transcript is ready sooner. With ``turn.speculate`` the STT also offers a transcript that is
+ready before the VAD stop, so that the LLM can start on it (see pipecatapp/speculation.py).
+The cost is a transcription for every pause the user goes on after; ``used`` and
+``discarded`` count both outcomes, and each is logged.
 """
 
 from __future__ import annotations

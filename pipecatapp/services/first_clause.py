@@ -74,10 +74,16 @@ class WritingRate:
     ``text`` takes each piece of a reply as it arrives, ``end_reply`` closes the reply; a reply
     of at least ``MIN_WORDS`` words counts, and ``words_per_sec`` is the median of the last
     ``KEEP`` (None before the first).
+
+    A reply that starts with pieces arriving at once (``BURST_SECS`` apart at most: a
+    speculative answer held until the turn ended, see pipecatapp/speculation.py) is measured
+    from the end of that burst: the burst says nothing of how fast the LLM writes, and
+    counting it made the rate many times too high and the first piece a whole sentence.
     """
 
     MIN_WORDS = 6
     KEEP = 5
+    BURST_SECS = 0.002
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -86,9 +92,20 @@ class WritingRate:
         self._words = 0
         self._first_word_at = 0.0
         self._last_word_at = 0.0
+        self._pieces = 0  # pieces of this reply so far
+        self._last_piece_at = 0.0
+        self._bursting = False  # the reply's pieces have all arrived at once so far
 
     def text(self, text: str) -> None:
         now = self._clock()
+        if self._pieces == 0:
+            self._bursting = True
+        elif self._bursting and now - self._last_piece_at > self.BURST_SECS:
+            self._bursting = False
+            if self._pieces > 1:  # a burst, not one piece: measure from its end
+                self._words = 0
+        self._pieces += 1
+        self._last_piece_at = now
         for char in text:
             if char.isspace():
                 if self._in_word:
@@ -102,9 +119,10 @@ class WritingRate:
 
     def end_reply(self) -> None:
         span = self._last_word_at - self._first_word_at
-        if self._words >= self.MIN_WORDS and span > 0:
+        whole_burst = self._bursting and self._pieces > 1
+        if self._words >= self.MIN_WORDS and span > 0 and not whole_burst:
             self._rates.append((self._words - 1) / span)
-        self._in_word, self._words = False, 0
+        self._in_word, self._words, self._pieces = False, 0, 0
 
     @property
     def words_per_sec(self) -> float | None:

@@ -154,6 +154,26 @@ def test_the_writing_rate_is_measured_per_reply():
     assert rate.words_per_sec == pytest.approx(20.0)
 
 
+def test_a_reply_released_at_once_is_measured_from_where_it_streams():
+    """A speculative answer held until the turn ended arrives in a burst and then streams:
+    only the streaming part tells how fast the LLM writes; a reply all in one burst, nothing."""
+    clock = Clock()
+    rate = WritingRate(clock)
+    for _ in range(12):  # 12 words released at once
+        clock.now += 0.0001
+        rate.text("held ")
+    for _ in range(10):  # then the LLM's own pace: 20 words/s
+        clock.now += 0.05
+        rate.text("word ")
+    rate.end_reply()
+    assert rate.words_per_sec == pytest.approx(20.0)
+    for _ in range(30):  # a whole reply at once
+        clock.now += 0.0001
+        rate.text("held ")
+    rate.end_reply()
+    assert rate.words_per_sec == pytest.approx(20.0)
+
+
 LONG = "The brave young knight rode his old grey horse past three tall dark towers today. Bye. "
 
 
