@@ -227,7 +227,9 @@ class TurnConfig(Section):
     speculate: bool = Field(False, description=(
         "Start the LLM on the pause's transcript (`stt.early_secs`) when it is ready before "
         "the VAD stop and is a finished sentence; the answer is held, and spoken only if "
-        "the turn then ends with the same words ([decision 19](decisions.md)). Needs "
+        "the turn then ends with the same words; off: on two cores it did not win "
+        "([decision 13](decisions.md#13-transcribe-in-the-pause-start-the-llm-on-it-only-"
+        "where-that-wins)). Needs "
         "`turn.stop_strategy` sentence_end and the whisper engine with `stt.early_secs`."))
     interruptions: bool = Field(True, description="User speech interrupts the bot.")
     half_duplex: bool = Field(False, description=(
