@@ -10,8 +10,6 @@ catch a pipecat upgrade that changes the speculation API the strategy is built o
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from pipecat.frames.frames import (
     EagerEndOfTurnCancelFrame,
@@ -26,7 +24,6 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.tests.utils import SleepFrame, run_test
 
 from pipecatapp.config import load_config
@@ -35,29 +32,9 @@ from pipecatapp.services.llm_openai import LocalOpenAILLMService
 from pipecatapp.speculation import SpeculatingSentenceEndStrategy
 from pipecatapp.turnstop import sentence_end_stop_strategies
 from tests.app.voice import USER_RATE, USER_VOICE, compose, duration, events, run_app, say, turns
-from tests.engines.audio_pipeline import user_aggregator
+from tests.engines.audio_pipeline import Stamps, user_aggregator
 
 QUESTION = "What is the capital of France?"
-
-
-class _Seen(FrameProcessor):
-    """Notes when each downstream frame passes (what the TTS would get)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[tuple[float, Frame]] = []
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        await super().process_frame(frame, direction)
-        if direction == FrameDirection.DOWNSTREAM:
-            self.seen.append((time.monotonic(), frame))
-        await self.push_frame(frame, direction)
-
-    def at(self, kind: type[Frame]) -> list[float]:
-        return [t for t, f in self.seen if isinstance(f, kind)]
-
-    def of(self, kind: type[Frame]) -> list[Frame]:
-        return [f for _, f in self.seen if isinstance(f, kind)]
 
 
 def _strategies(timeout: float = 5.0) -> tuple[list, SpeculatingSentenceEndStrategy]:
@@ -82,12 +59,12 @@ def _turn(eager: str, committed: str, *, went_on: bool = False,
 
 
 async def _through_llm(server_url: str, frames: list[Frame], timeout: float = 5.0
-                       ) -> tuple[_Seen, list[LLMContextFrame], SpeculatingSentenceEndStrategy]:
+                       ) -> tuple[Stamps, list[LLMContextFrame], SpeculatingSentenceEndStrategy]:
     """What passes the LLM (what the TTS would get), and the contexts the LLM was asked."""
     stop, strategy = _strategies(timeout)
     llm = LocalOpenAILLMService(base_url=server_url, api_key="", max_tokens=12,
                                 temperature=0.0, system_prompt="Be brief.")
-    asked, seen = _Seen(), _Seen()
+    asked, seen = Stamps(), Stamps()
     await run_test(Pipeline([user_aggregator(0.2, stop=stop), asked, llm, seen]),
                    frames_to_send=frames)
     return seen, [f for f in asked.of(LLMContextFrame) if isinstance(f, LLMContextFrame)], \
@@ -150,7 +127,7 @@ async def test_going_on_after_the_pause_withdraws_the_answer(smollm2_server):
 
 async def test_only_a_finished_sentence_is_answered_early_and_an_unresolved_one_expires():
     stop, strategy = _strategies(timeout=0.3)
-    seen = _Seen()
+    seen = Stamps()
     frames = [VADUserStartedSpeakingFrame(), SleepFrame(0.1),
               EagerTranscriptionFrame("Tell me about", "user", "now"), SleepFrame(0.2),
               EagerTranscriptionFrame(QUESTION, "user", "now"), SleepFrame(0.6)]
@@ -166,7 +143,7 @@ async def test_a_turn_of_two_segments_is_matched_word_for_word():
     the answer started on the second segment's eager transcript answered "Wait What is
     ...?", which is what the turn committed."""
     stop, strategy = _strategies()
-    seen = _Seen()
+    seen = Stamps()
     frames = [VADUserStartedSpeakingFrame(), SleepFrame(0.2),
               VADUserStoppedSpeakingFrame(stop_secs=0.2), SleepFrame(0.05),
               TranscriptionFrame("Wait", "user", "now", finalized=True), SleepFrame(0.3),

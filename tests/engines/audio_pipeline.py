@@ -101,6 +101,28 @@ class _Recorder(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+class Stamps(FrameProcessor):
+    """Notes when each downstream frame passes (placed after the processor under test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[float, Frame]] = []
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if direction == FrameDirection.DOWNSTREAM:
+            self.seen.append((time.monotonic(), frame))
+        await self.push_frame(frame, direction)
+
+    def at(self, kind: type[Frame]) -> list[float]:
+        """When each frame of ``kind`` passed."""
+        return [t for t, f in self.seen if isinstance(f, kind)]
+
+    def of(self, kind: type[Frame]) -> list[Frame]:
+        """The frames of ``kind`` that passed, in order."""
+        return [f for _, f in self.seen if isinstance(f, kind)]
+
+
 def user_aggregator(vad_stop_secs: float,
                     stop: list[BaseUserTurnStopStrategy] | None = None) -> LLMUserAggregator:
     """The app's arrangement: VAD inside the user aggregator; turns end by the ``stop``

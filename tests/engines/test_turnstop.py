@@ -3,11 +3,8 @@ through pipecat's user aggregator as the app arranges it."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from pipecat.frames.frames import (
-    Frame,
     STTMetadataFrame,
     TranscriptionFrame,
     UserStoppedSpeakingFrame,
@@ -15,14 +12,13 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.tests.utils import SleepFrame, run_test
 
 from pipecatapp.embedded import models
 from pipecatapp.services.stt_whisper import WhisperSTT
 from pipecatapp.turnstop import is_finished_sentence, sentence_end_stop_strategies
 
-from .audio_pipeline import read_pcm16, stream_through, user_aggregator
+from .audio_pipeline import Stamps, read_pcm16, stream_through, user_aggregator
 
 # Long enough that a turn ended by the timeout cannot be mistaken for one ended at once.
 TIMEOUT = 1.5
@@ -74,19 +70,6 @@ async def test_a_lone_word_waits_for_the_speech_timeout(espeak_wav, tmp_path):
     assert latency >= TIMEOUT - 0.05, f"the turn ended {latency:.2f} s after the VAD stop"
 
 
-class _Stamps(FrameProcessor):
-    """Notes when each frame passes (after the user aggregator)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[tuple[float, Frame]] = []
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        await super().process_frame(frame, direction)
-        self.seen.append((time.monotonic(), frame))
-        await self.push_frame(frame, direction)
-
-
 @pytest.mark.parametrize(
     ("text", "finalized", "stt_p99", "at_once"),
     [
@@ -101,7 +84,7 @@ async def test_the_sentence_end_waits_for_the_stt_to_be_done(text, finalized, st
     ends at a finished sentence only once the STT is done with the utterance, otherwise
     at pipecat's speech timeout, as with pipecat's own strategy."""
     timeout = 1.0
-    stamps = _Stamps()
+    stamps = Stamps()
     aggregator = user_aggregator(
         0.2, stop=sentence_end_stop_strategies(user_speech_timeout=timeout, min_words=3)
     )
