@@ -73,11 +73,6 @@ class SpeculatingSentenceEndStrategy(SentenceEndUserTurnStopStrategy):
         self.withdrawn = 0
 
     @property
-    def speculating(self) -> bool:
-        """Whether an answer to an unconfirmed turn is in flight."""
-        return self._speculation is not None
-
-    @property
     def committed(self) -> str:
         """This turn's committed transcripts, one space between them (Whisper's segments do
         not start with one: "Wait" and "What is ...?" must not read "WaitWhat is ...?")."""
