@@ -83,6 +83,9 @@ def test_voice_smoke(tmp_path: Path) -> None:
         assert rows[profile][1] == "us-m7"  # the smoke pass runs the panel's first voice
         assert _number(rows[profile][2]) > 0  # voice-to-voice p50
         assert rows[profile][5].endswith("/2")
+    work = {r[0]: r for r in _rows(results, "Voice: work per session")}
+    for profile in ("stock", "tuned"):  # CPU seconds of the app and of the LLM server
+        assert _number(work[profile][6]) > 0 and _number(work[profile][7]) > 0, work[profile]
     stages = _rows(results, "Voice: where the time goes")
     assert any(r[0] == "STT (Whisper)" and _number(r[1]) > 0 for r in stages)
     whisper = _rows(results, "Components: Whisper base")
