@@ -66,21 +66,12 @@ class SpeculatingSentenceEndStrategy(SentenceEndUserTurnStopStrategy):
         self._timeout = timeout
         self._match = match_policy or NormalizedMatch()
         self._speculation: UserTurnSpeculation | None = None
-        self._committed: list[str] = []  # this turn's committed transcripts
         self._timer: asyncio.Task[None] | None = None
         self.started = 0
         self.kept = 0
         self.withdrawn = 0
 
-    @property
-    def committed(self) -> str:
-        """This turn's committed transcripts, one space between them (Whisper's segments do
-        not start with one: "Wait" and "What is ...?" must not read "WaitWhat is ...?")."""
-        return " ".join(self._committed)
-
     async def process_frame(self, frame: Frame) -> ProcessFrameResult:
-        if isinstance(frame, TranscriptionFrame) and frame.text.strip():
-            self._committed.append(frame.text.strip())
         if isinstance(frame, EagerTranscriptionFrame):
             await self._speculate(frame.text)
         elif isinstance(frame, EagerEndOfTurnCancelFrame) and await self._take() is not None:
@@ -92,7 +83,7 @@ class SpeculatingSentenceEndStrategy(SentenceEndUserTurnStopStrategy):
         # rather than when the turn ends (the LLM stops sooner).
         speculation = self._speculation
         if isinstance(frame, TranscriptionFrame) and speculation is not None \
-                and not self._match.matches(speculation.text, self.committed):
+                and not self._match.matches(speculation.text, self._turn_text):
             await self._withdraw("the committed transcript differs")
         return result
 
@@ -100,7 +91,7 @@ class SpeculatingSentenceEndStrategy(SentenceEndUserTurnStopStrategy):
                                         enable_user_speaking_frames: bool | None = None) -> None:
         """End the turn; keep the answer in flight if it answered the committed transcript."""
         speculation = await self._take()
-        if speculation is not None and self._match.matches(speculation.text, self.committed):
+        if speculation is not None and self._match.matches(speculation.text, self._turn_text):
             self.kept += 1
             logger.info(f"speculative answer kept ({self.kept} kept, "
                         f"{self.withdrawn} withdrawn)")
@@ -115,13 +106,11 @@ class SpeculatingSentenceEndStrategy(SentenceEndUserTurnStopStrategy):
 
     async def handle_user_turn_started(self) -> None:
         await self._withdraw("a new turn started")
-        self._committed = []
         await super().handle_user_turn_started()
 
     async def handle_user_turn_stopped(self) -> None:
         # Called before the turn end is broadcast, so the withdrawal reaches the gate first.
         await self._withdraw("the turn ended another way")
-        self._committed = []
         await super().handle_user_turn_stopped()
 
     async def cleanup(self) -> None:
@@ -129,7 +118,7 @@ class SpeculatingSentenceEndStrategy(SentenceEndUserTurnStopStrategy):
         await super().cleanup()
 
     async def _speculate(self, eager: str) -> None:
-        text = " ".join([*self._committed, eager.strip()]).strip()
+        text = f"{self._turn_text} {eager.strip()}".strip()
         if self._speculation is not None or not is_finished_sentence(text, self._min_words):
             return
         self._speculation = speculation = UserTurnSpeculation(text=text)

@@ -102,7 +102,8 @@ class SentenceEndUserTurnStopStrategy(BaseUserTurnStopStrategy):
         elif isinstance(frame, InterimTranscriptionFrame):
             self._final = False  # more transcript is on its way
         elif isinstance(frame, TranscriptionFrame):
-            self._turn_text += frame.text
+            # One space between segments: "Wait" + "What is ...?" is not "WaitWhat is ...?".
+            self._turn_text = f"{self._turn_text} {frame.text.strip()}".strip()
             if frame.finalized:
                 self._final = self._stt_done = True
             if self._ends_the_turn():
