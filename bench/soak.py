@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Table, fmt, median
+from bench.common import Table, cpu_ticks, fmt, median
 from devtools.utterances import espeak_wav
 from pipecatapp.embedded.server import LlamaServer
 from pipecatapp.memory import TRIM_LOG
@@ -251,17 +251,6 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def _cpu_ticks(pid: int | None) -> int:
-    """utime + stime of a process (clock ticks), 0 if it is gone."""
-    if pid is None:
-        return 0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 def _machine_ticks() -> tuple[int, int]:
     """(busy, total) clock ticks of all CPUs since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -293,14 +282,14 @@ def run_app(script: SoakScript, llm_url: str, work: Path, extra: list[str],
         def sample() -> None:
             last_report = 0.0
             busy0, total0 = _machine_ticks()
-            ours0 = _cpu_ticks(proc.pid) + _cpu_ticks(llm_pid)
+            ours0 = cpu_ticks(proc.pid) + cpu_ticks(llm_pid)
             while not done.is_set():
                 mb = _rss_mb(proc.pid)
                 now = time.monotonic() - started
                 if mb is not None:
                     result.rss.append((now, mb))
                 busy, total = _machine_ticks()
-                ours = _cpu_ticks(proc.pid) + _cpu_ticks(llm_pid)
+                ours = cpu_ticks(proc.pid) + cpu_ticks(llm_pid)
                 if total > total0:
                     others = max(0, (busy - busy0) - (ours - ours0)) / (total - total0)
                     result.load.append((now, _loadavg(), others))

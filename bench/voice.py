@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Table, fmt, median, percentile
+from bench.common import Table, cpu_ticks, fmt, median, percentile
 from devtools.utterances import DEFAULT_RATE, DEFAULT_VOICE, espeak_wav, sox, words
 from pipecatapp.embedded.server import LlamaServer
 from pipecatapp.errors import ConfigError
@@ -221,11 +221,7 @@ def profile_settings(profile: str) -> list[str]:
 
 def _cpu_secs(pid: int | None) -> float:
     """User + system CPU seconds of a running process (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+    return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
 
 
 def _children_cpu_secs() -> float:
